@@ -5,8 +5,9 @@
 // allocating closures per call would show up both in the profile and in the
 // allocation count, so Run hands out work to long-lived workers and needs no
 // allocation when its Task is a pointer to a long-lived value. A goroutine that
-// waits for its chunks runs queued work itself, so nested Run calls (a parallel
-// kernel inside a parallel loop) cannot deadlock.
+// waits for its chunks first runs queued work itself and blocks only once the
+// queue is empty, so nested Run calls (a parallel kernel inside a parallel
+// loop) cannot deadlock, and waiting burns no CPU that a loaded machine needs.
 package parallel
 
 import (
@@ -34,13 +35,25 @@ type item struct {
 	b      *batch
 }
 
-type batch struct{ pending atomic.Int32 }
+// batch counts the chunks of one Run still to finish; whoever finishes the
+// last one sends the single token on done that the waiting caller receives.
+type batch struct {
+	pending atomic.Int32
+	done    chan struct{}
+}
+
+func (it item) run() {
+	it.t.Do(it.lo, it.hi)
+	if it.b.pending.Add(-1) == 0 {
+		it.b.done <- struct{}{}
+	}
+}
 
 var (
 	threads   atomic.Int32
 	startOnce sync.Once
 	work      chan item
-	batches   = sync.Pool{New: func() any { return new(batch) }}
+	batches   = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
 )
 
 func init() { threads.Store(int32(runtime.GOMAXPROCS(0))) }
@@ -66,8 +79,7 @@ func start() {
 	for i := 0; i < n; i++ {
 		go func() {
 			for it := range work {
-				it.t.Do(it.lo, it.hi)
-				it.b.pending.Add(-1)
+				it.run()
 			}
 		}()
 	}
@@ -106,12 +118,15 @@ func Run(n, grain int, t Task) {
 	for b.pending.Load() > 0 {
 		select {
 		case it := <-work:
-			it.t.Do(it.lo, it.hi)
-			it.b.pending.Add(-1)
+			it.run()
+			continue
 		default:
-			runtime.Gosched()
 		}
+		break
 	}
+	// Every chunk is finished or running elsewhere; the last to finish
+	// sends exactly one token, so receiving it leaves the batch reusable.
+	<-b.done
 	batches.Put(b)
 }
 

@@ -1,0 +1,304 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/sslrun/sslrun/core/plugin/proto"
+	"github.com/sslrun/sslrun/core/plugin/shm"
+	"github.com/sslrun/sslrun/core/tensor"
+)
+
+// Loss returns the plugin's loss, or nil when it is not a loss. Output
+// tensors (gradients) are views valid until the next call to this plugin.
+func (c *Client) Loss() Loss {
+	if !c.Has(KindLoss) {
+		return nil
+	}
+	return lossClient{c}
+}
+
+// Analyzer returns the plugin's analyzer, or nil when it is not one.
+func (c *Client) Analyzer() Analyzer {
+	if !c.Has(KindAnalyzer) {
+		return nil
+	}
+	return analyzerClient{c}
+}
+
+// Encoder returns the plugin's encoder, or nil when it is not one. Output
+// tensors are views valid until the next call to this plugin.
+func (c *Client) Encoder() Encoder {
+	if !c.Has(KindEncoder) {
+		return nil
+	}
+	return encoderClient{c}
+}
+
+// request stages in's tensors in the host arena (no copy for tensors
+// allocated with Host.NewTensor) and lists the segments they live in.
+func (c *Client) request(in Input) (*pb.CallRequest, error) {
+	ts, err := putTensors(c.host.arena, in.Tensors, in.Scalars)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: stage inputs at step %d: %w", c.name, in.Step.Step, err)
+	}
+	segs := c.host.arena.Segments()
+	descs := make([]shm.Desc, len(segs))
+	for i, s := range segs {
+		descs[i] = s.Desc()
+		if fd, ok := c.inherited[s.ID()]; ok {
+			descs[i].FD = fd
+		}
+	}
+	return &pb.CallRequest{Step: stepToPB(in.Step), Arenas: descsToPB(descs), Inputs: ts, Name: in.Name}, nil
+}
+
+// outputs maps the plugin's announced output segments and resolves its
+// output tensors as views.
+func (c *Client) outputs(call string, step int64, resp *pb.CallResponse) (map[string]*tensor.T, map[string]float64, error) {
+	if err := c.out.Sync(descsFromPB(resp.GetArenas())); err != nil {
+		return nil, nil, &CallError{Plugin: c.name, Pid: c.pid, Call: call, Step: step, Cause: ErrFailed, Err: err}
+	}
+	ts, scalars, err := viewTensors(c.out, resp.GetOutputs())
+	if err != nil {
+		return nil, nil, &CallError{Plugin: c.name, Pid: c.pid, Call: call, Step: step, Cause: ErrFailed, Err: err}
+	}
+	return ts, scalars, nil
+}
+
+// invokeLocalOut is invoke for an in-process call that returns tensors: as
+// in a subprocess, NewTensor allocates from the plugin's output arena,
+// which the call resets, so outputs live until the next such call in both
+// modes.
+func (c *Client) invokeLocalOut(ctx context.Context, call string, step int64, f func(ctx context.Context) error) error {
+	c.localMu.Lock()
+	defer c.localMu.Unlock()
+	if err := c.localOut.Reset(); err != nil {
+		return fmt.Errorf("plugin %q: %s at step %d: output arena: %w", c.name, call, step, err)
+	}
+	return c.invoke(ctx, call, step, f)
+}
+
+// callRPC is the subprocess path shared by every tensor-carrying call.
+func (c *Client) callRPC(ctx context.Context, call string, in Input,
+	rpc func(ctx context.Context, req *pb.CallRequest, opts ...grpc.CallOption) (*pb.CallResponse, error)) (*pb.CallResponse, map[string]*tensor.T, map[string]float64, error) {
+	req, err := c.request(in)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var resp *pb.CallResponse
+	if err := c.invoke(ctx, call, in.Step.Step, func(ctx context.Context) (err error) {
+		resp, err = rpc(ctx, req)
+		return err
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	ts, scalars, err := c.outputs(call, in.Step.Step, resp)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return resp, ts, scalars, nil
+}
+
+type lossClient struct{ c *Client }
+
+func (l lossClient) Spec(ctx context.Context) (LossSpec, error) {
+	c := l.c
+	var spec LossSpec
+	err := c.invoke(ctx, "Loss.Spec", 0, func(ctx context.Context) error {
+		if c.local != nil {
+			var err error
+			spec, err = c.local.Loss.Spec(c.localCtx(ctx))
+			return err
+		}
+		r, err := c.lc.Spec(ctx, &pb.Empty{})
+		if err == nil {
+			spec = lossSpecFromPB(r)
+		}
+		return err
+	})
+	return spec, err
+}
+
+func (l lossClient) Compute(ctx context.Context, in LossInputs) (LossResult, error) {
+	c := l.c
+	if c.local != nil {
+		var r LossResult
+		err := c.invokeLocalOut(ctx, "Loss.Compute", in.Step.Step, func(ctx context.Context) (err error) {
+			r, err = c.local.Loss.Compute(c.localCtx(ctx), in)
+			return err
+		})
+		return r, err
+	}
+	resp, ts, scalars, err := c.callRPC(ctx, "Loss.Compute", in, c.lc.Compute)
+	if err != nil {
+		return LossResult{}, err
+	}
+	return LossResult{Loss: scalars["loss"], Grads: ts, Metrics: metricsFromPB(resp.Metrics)}, nil
+}
+
+type analyzerClient struct{ c *Client }
+
+func (a analyzerClient) Observe(ctx context.Context, in StepTensors) ([]Metric, error) {
+	c := a.c
+	if c.local != nil {
+		var ms []Metric
+		err := c.invokeLocalOut(ctx, "Analyzer.Observe", in.Step.Step, func(ctx context.Context) (err error) {
+			ms, err = c.local.Analyzer.Observe(c.localCtx(ctx), in)
+			return err
+		})
+		return ms, err
+	}
+	resp, _, _, err := c.callRPC(ctx, "Analyzer.Observe", in, c.ac.Observe)
+	if err != nil {
+		return nil, err
+	}
+	return metricsFromPB(resp.Metrics), nil
+}
+
+func (a analyzerClient) Evaluate(ctx context.Context, in EvalSet) ([]Metric, []Array, error) {
+	c := a.c
+	if c.local != nil {
+		var ms []Metric
+		var arrays []Array
+		err := c.invokeLocalOut(ctx, "Analyzer.Evaluate", in.Step.Step, func(ctx context.Context) (err error) {
+			ms, arrays, err = c.local.Analyzer.Evaluate(c.localCtx(ctx), in)
+			return err
+		})
+		return ms, arrays, err
+	}
+	resp, _, _, err := c.callRPC(ctx, "Analyzer.Evaluate", in, c.ac.Evaluate)
+	if err != nil {
+		return nil, nil, err
+	}
+	var arrays []Array
+	for _, pa := range resp.Arrays {
+		ref, err := refFromPB(pa.Ref)
+		if err == nil {
+			var t *tensor.T
+			if t, err = c.out.View(ref); err == nil {
+				arrays = append(arrays, Array{Name: pa.Name, T: t, Context: pa.Context})
+				continue
+			}
+		}
+		return nil, nil, &CallError{Plugin: c.name, Pid: c.pid, Call: "Analyzer.Evaluate", Step: in.Step.Step, Cause: ErrFailed,
+			Err: fmt.Errorf("array %q: %w", pa.Name, err)}
+	}
+	return metricsFromPB(resp.Metrics), arrays, nil
+}
+
+type encoderClient struct{ c *Client }
+
+func (e encoderClient) Build(ctx context.Context, spec EncoderSpec) error {
+	c := e.c
+	return c.invoke(ctx, "Encoder.Build", 0, func(ctx context.Context) error {
+		if c.local != nil {
+			return c.local.Encoder.Build(c.localCtx(ctx), spec)
+		}
+		_, err := c.ec.Build(ctx, encoderSpecToPB(spec))
+		return err
+	})
+}
+
+func (e encoderClient) Forward(ctx context.Context, in Input) (Output, error) {
+	c := e.c
+	if c.local != nil {
+		var out Output
+		err := c.invokeLocalOut(ctx, "Encoder.Forward", in.Step.Step, func(ctx context.Context) (err error) {
+			out, err = c.local.Encoder.Forward(c.localCtx(ctx), in)
+			return err
+		})
+		return out, err
+	}
+	resp, ts, scalars, err := c.callRPC(ctx, "Encoder.Forward", in, c.ec.Forward)
+	if err != nil {
+		return Output{}, err
+	}
+	return Output{Tensors: ts, Scalars: scalars, Metrics: metricsFromPB(resp.Metrics)}, nil
+}
+
+func (e encoderClient) Backward(ctx context.Context, grads Input) ([]Metric, error) {
+	c := e.c
+	if c.local != nil {
+		var ms []Metric
+		err := c.invokeLocalOut(ctx, "Encoder.Backward", grads.Step.Step, func(ctx context.Context) (err error) {
+			ms, err = c.local.Encoder.Backward(c.localCtx(ctx), grads)
+			return err
+		})
+		return ms, err
+	}
+	resp, _, _, err := c.callRPC(ctx, "Encoder.Backward", grads, c.ec.Backward)
+	if err != nil {
+		return nil, err
+	}
+	return metricsFromPB(resp.Metrics), nil
+}
+
+func (e encoderClient) Step(ctx context.Context, o Optim) ([]Metric, error) {
+	c := e.c
+	var ms []Metric
+	err := c.invoke(ctx, "Encoder.Step", o.Step.Step, func(ctx context.Context) error {
+		if c.local != nil {
+			var err error
+			ms, err = c.local.Encoder.Step(c.localCtx(ctx), o)
+			return err
+		}
+		r, err := c.ec.Step(ctx, &pb.OptimRequest{Step: stepToPB(o.Step), Lr: o.LR, GroupLr: o.GroupLR, Scalars: o.Scalars})
+		if err == nil {
+			ms = metricsFromPB(r.Metrics)
+		}
+		return err
+	})
+	return ms, err
+}
+
+func (e encoderClient) Embed(ctx context.Context, in Input) (*tensor.T, error) {
+	c := e.c
+	if c.local != nil {
+		var t *tensor.T
+		err := c.invokeLocalOut(ctx, "Encoder.Embed", in.Step.Step, func(ctx context.Context) (err error) {
+			t, err = c.local.Encoder.Embed(c.localCtx(ctx), in)
+			return err
+		})
+		return t, err
+	}
+	_, ts, _, err := c.callRPC(ctx, "Encoder.Embed", in, c.ec.Embed)
+	if err != nil {
+		return nil, err
+	}
+	t, ok := ts["embedding"]
+	if !ok {
+		return nil, &CallError{Plugin: c.name, Pid: c.pid, Call: "Encoder.Embed", Step: in.Step.Step, Cause: ErrFailed,
+			Err: fmt.Errorf("no embedding returned")}
+	}
+	return t, nil
+}
+
+func (e encoderClient) Save(ctx context.Context, path string) error {
+	return e.pathCall(ctx, "Encoder.Save", path)
+}
+
+func (e encoderClient) Load(ctx context.Context, path string) error {
+	return e.pathCall(ctx, "Encoder.Load", path)
+}
+
+func (e encoderClient) pathCall(ctx context.Context, call, path string) error {
+	c := e.c
+	return c.invoke(ctx, call, 0, func(ctx context.Context) error {
+		if c.local != nil {
+			if call == "Encoder.Save" {
+				return c.local.Encoder.Save(c.localCtx(ctx), path)
+			}
+			return c.local.Encoder.Load(c.localCtx(ctx), path)
+		}
+		var err error
+		if call == "Encoder.Save" {
+			_, err = c.ec.Save(ctx, &pb.PathRequest{Path: path})
+		} else {
+			_, err = c.ec.Load(ctx, &pb.PathRequest{Path: path})
+		}
+		return err
+	})
+}

@@ -29,13 +29,15 @@ func (tp *Tape) view(x *Var, off int, shape []int) *Var {
 // memory (no copy in either direction). One dimension may be -1 and is then
 // inferred. A wrong element count is a programmer error and panics.
 func (tp *Tape) Reshape(x *Var, shape ...int) *Var {
+	// The panics format s, not shape, so that the variadic slice does not
+	// escape and a Reshape per step allocates nothing.
 	s := tp.ints.get(len(shape))
 	copy(s, shape)
 	infer, known := -1, 1
 	for i, d := range s {
 		if d == -1 {
 			if infer >= 0 {
-				panic(fmt.Sprintf("autodiff: Reshape %v: more than one -1", shape))
+				panic(fmt.Sprintf("autodiff: Reshape %v: more than one -1", s))
 			}
 			infer = i
 			continue
@@ -47,7 +49,7 @@ func (tp *Tape) Reshape(x *Var, shape ...int) *Var {
 		s[infer] = n / known
 	}
 	if tensor.Numel(s) != n {
-		panic(fmt.Sprintf("autodiff: cannot reshape %v to %v", x.Value.Shape, shape))
+		panic(fmt.Sprintf("autodiff: cannot reshape %v to %v", x.Value.Shape, s))
 	}
 	return tp.view(x, 0, s)
 }

@@ -290,3 +290,20 @@ func mustT(data []float32, shape ...int) *tensor.T {
 	}
 	return x
 }
+
+func TestReshapeDoesNotAllocate(t *testing.T) {
+	tp := NewTape()
+	x := NewParam("x", tensor.New(4, 2, 3))
+	step := func() {
+		tp.Reset()
+		y := tp.Reshape(x, 4, -1)
+		if err := tp.Backward(tp.Sum(y)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	step()
+	if n := testing.AllocsPerRun(20, step); n != 0 {
+		t.Fatalf("Reshape step allocates %v times", n)
+	}
+}

@@ -94,12 +94,12 @@ func (t *ewTask) Do(lo, hi int) {
 			dst[i] = float32(math.Sqrt(float64(a[i])))
 		}
 	case ewReLU:
-		// Branch-free: the signs of activations are random, so a branch
-		// would mispredict about half the time. A set sign bit (negative or
-		// -0) clears all bits; NaN with the sign bit clear passes through.
+		// The builtin max compiles without a data-dependent branch (the
+		// signs of activations are random, so a branch would mispredict
+		// half the time) and returns NaN for NaN, as PyTorch's ReLU does: a
+		// NaN must reach the loss, not be laundered into zeros.
 		for i, x := range a {
-			b := math.Float32bits(x)
-			dst[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
+			dst[i] = max(x, 0)
 		}
 	case ewGScale:
 		if t.acc {

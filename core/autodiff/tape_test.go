@@ -307,3 +307,16 @@ func TestReshapeDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Reshape step allocates %v times", n)
 	}
 }
+
+// TestReLUPropagatesNaN: PyTorch's ReLU returns NaN for NaN whatever its
+// sign bit; zeroing it would hide a diverged step from the NaN check.
+func TestReLUPropagatesNaN(t *testing.T) {
+	neg := math.Float32frombits(0xffc00000) // the NaN x86 makes of 0/0
+	pos := math.Float32frombits(0x7fc00000)
+	x, _ := tensor.FromSlice([]float32{neg, pos, -1, 2}, 4)
+	tp := NewTape()
+	y := tp.ReLU(tp.Input(x)).Value.Data
+	if !math.IsNaN(float64(y[0])) || !math.IsNaN(float64(y[1])) || y[2] != 0 || y[3] != 2 {
+		t.Fatalf("ReLU(%v) = %v", x.Data, y)
+	}
+}

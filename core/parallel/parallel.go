@@ -53,7 +53,10 @@ var (
 	threads   atomic.Int32
 	startOnce sync.Once
 	work      chan item
-	batches   = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
+	// batches is a free list rather than a sync.Pool: a GC empties a
+	// Pool, and a kernel that allocates after every collection breaks the
+	// zero-allocation guarantee of a training step.
+	batches = make(chan *batch, 64)
 )
 
 func init() { threads.Store(int32(runtime.GOMAXPROCS(0))) }
@@ -103,16 +106,26 @@ func Run(n, grain int, t Task) {
 		t.Do(0, n)
 		return
 	}
-	startOnce.Do(start)
-	b := batches.Get().(*batch)
-	b.pending.Store(int32(chunks - 1))
 	size := (n + chunks - 1) / chunks
+	// Rounding the chunk size up can leave fewer chunks than asked for
+	// (n=9 over 4 threads is 3 chunks of 3): count the ones that exist.
+	chunks = (n + size - 1) / size
+	if chunks <= 1 {
+		t.Do(0, n)
+		return
+	}
+	startOnce.Do(start)
+	b := getBatch()
+	b.pending.Store(int32(chunks - 1))
 	for lo := size; lo < n; lo += size {
-		hi := lo + size
-		if hi > n {
-			hi = n
+		it := item{t: t, lo: lo, hi: min(lo+size, n), b: b}
+		select {
+		case work <- it:
+		default:
+			// The queue is full, possibly of work whose owners are all
+			// waiting inside nested Runs: run it here rather than block.
+			it.run()
 		}
-		work <- item{t: t, lo: lo, hi: hi, b: b}
 	}
 	t.Do(0, size)
 	for b.pending.Load() > 0 {
@@ -127,7 +140,19 @@ func Run(n, grain int, t Task) {
 	// Every chunk is finished or running elsewhere; the last to finish
 	// sends exactly one token, so receiving it leaves the batch reusable.
 	<-b.done
-	batches.Put(b)
+	select {
+	case batches <- b:
+	default:
+	}
+}
+
+func getBatch() *batch {
+	select {
+	case b := <-batches:
+		return b
+	default:
+		return &batch{done: make(chan struct{}, 1)}
+	}
 }
 
 // For is Run for a plain function; convenient where an allocation per call

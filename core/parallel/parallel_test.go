@@ -1,6 +1,7 @@
 package parallel
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 )
@@ -19,9 +20,9 @@ func (s *sumTask) Do(lo, hi int) {
 }
 
 func TestRunCoversEveryIndexOnce(t *testing.T) {
-	for _, threads := range []int{1, 2, 3, 8} {
+	for threads := 1; threads <= 32; threads++ {
 		prev := SetThreads(threads)
-		for _, n := range []int{0, 1, 2, 7, 100, 1001} {
+		for n := 0; n <= 100; n++ {
 			for _, grain := range []int{1, 3, 64} {
 				hits := make([]atomic.Int32, n)
 				For(n, grain, func(lo, hi int) {
@@ -54,6 +55,22 @@ func TestNestedRunDoesNotDeadlock(t *testing.T) {
 	}
 }
 
+// TestFullQueueDoesNotDeadlock floods the queue from inside nested loops on
+// many threads; chunks that find the queue full run in place.
+func TestFullQueueDoesNotDeadlock(t *testing.T) {
+	prev := SetThreads(256)
+	defer SetThreads(prev)
+	var total atomic.Int64
+	For(256, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			For(256, 1, func(lo, hi int) { total.Add(int64(hi - lo)) })
+		}
+	})
+	if got := total.Load(); got != 256*256 {
+		t.Fatalf("total = %d, want %d", got, 256*256)
+	}
+}
+
 func TestRunDoesNotAllocate(t *testing.T) {
 	prev := SetThreads(2)
 	defer SetThreads(prev)
@@ -62,7 +79,10 @@ func TestRunDoesNotAllocate(t *testing.T) {
 		task.data[i] = int64(i)
 	}
 	Run(len(task.data), 1024, task) // start the pool
-	allocs := testing.AllocsPerRun(100, func() { Run(len(task.data), 1024, task) })
+	allocs := testing.AllocsPerRun(100, func() {
+		Run(len(task.data), 1024, task)
+		runtime.GC() // a collection must not cost the next call an allocation
+	})
 	if allocs != 0 {
 		t.Fatalf("Run allocated %.1f times per call, want 0", allocs)
 	}

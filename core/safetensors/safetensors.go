@@ -11,10 +11,10 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/atomicfile"
 )
 
 // maxHeader bounds the JSON header so that a corrupt length cannot make
@@ -80,7 +80,11 @@ func Parse(raw []byte) (*File, error) {
 		if !ok {
 			return nil, fmt.Errorf("tensor %q: unsupported dtype %q", name, e.DType)
 		}
-		want := size * tensor.Numel(e.Shape)
+		n := tensor.Numel(e.Shape)
+		if n < 0 || n > len(f.data)/size {
+			return nil, fmt.Errorf("tensor %q: shape %v does not fit in %d data bytes", name, e.Shape, len(f.data))
+		}
+		want := size * n
 		b, end := e.DataOffsets[0], e.DataOffsets[1]
 		if b < 0 || end < b || end > len(f.data) || end-b != want {
 			return nil, fmt.Errorf("tensor %q: byte range %v does not hold %s%v (%d bytes) within %d data bytes",
@@ -260,9 +264,9 @@ func EncodeMixed(f32 map[string]*tensor.T, i64 map[string]Int64, metadata map[st
 	return out, nil
 }
 
-// WriteFile writes tensors and metadata to path atomically: the data goes to
-// a temporary file in the same directory that is synced and then renamed, so
-// a crash or a full disk never leaves a half-written file under path.
+// WriteFile writes tensors and metadata to path atomically (see
+// internal/atomicfile), so a crash or a full disk never leaves a
+// half-written file under path. The file gets mode 0644.
 func WriteFile(path string, tensors map[string]*tensor.T, metadata map[string]string) error {
 	return WriteFileMixed(path, tensors, nil, metadata)
 }
@@ -273,24 +277,10 @@ func WriteFileMixed(path string, f32 map[string]*tensor.T, i64 map[string]Int64,
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("safetensors: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("safetensors: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("safetensors: sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("safetensors: rename to %s: %w", path, err)
+	// 0644 like any other output file: checkpoints and weights are meant
+	// to be read by other tools and users.
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
 }

@@ -56,6 +56,11 @@ func TestCorruptFiles(t *testing.T) {
 		"truncated data": good[:len(good)-4],
 		"not json":       append(append([]byte{}, good[:8]...), []byte(strings.Repeat("x", len(good)-8))...),
 	}
+	// A shape whose element count overflows must not pass as a 1-value tensor.
+	hdr := []byte(`{"x":{"dtype":"F32","shape":[7,7905747460161236407],"data_offsets":[0,4]}}`)
+	overflow := make([]byte, 8, 8+len(hdr)+4)
+	binary.LittleEndian.PutUint64(overflow, uint64(len(hdr)))
+	cases["overflowing shape"] = append(append(overflow, hdr...), 0, 0, 0, 0)
 	for name, raw := range cases {
 		if _, err := Parse(raw); err == nil {
 			t.Errorf("%s: parsed without error", name)

@@ -11,6 +11,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -23,8 +24,12 @@ type T struct {
 }
 
 // New returns a zero-filled tensor of the given shape.
+// It panics on a negative or overflowing shape, a programmer error.
 func New(shape ...int) *T {
 	n := numel(shape)
+	if n < 0 {
+		panic(fmt.Sprintf("tensor: invalid shape %v", shape))
+	}
 	return &T{Shape: append([]int(nil), shape...), Data: make([]float32, n)}
 }
 
@@ -144,13 +149,18 @@ func (t *T) String() string {
 	return b.String()
 }
 
-// Numel is the number of elements of a tensor of the given shape.
+// Numel is the number of elements of a tensor of the given shape, or -1 when
+// a dimension is negative or the product overflows an int. Shapes read from
+// files or other processes must be checked with it before they size anything.
 func Numel(shape []int) int { return numel(shape) }
 
 func numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
+			return -1
+		}
+		if d != 0 && n > math.MaxInt/d {
 			return -1
 		}
 		n *= d

@@ -61,3 +61,17 @@ func TestReshape(t *testing.T) {
 		t.Fatal("bad FromSlice accepted")
 	}
 }
+
+func TestNumelRejectsOverflow(t *testing.T) {
+	for _, shape := range [][]int{{-1, 2}, {7, 7905747460161236407}, {1 << 40, 1 << 24}} {
+		if n := Numel(shape); n != -1 {
+			t.Errorf("Numel(%v) = %d, want -1", shape, n)
+		}
+	}
+	if n := Numel([]int{0, 1 << 62, 1 << 62}); n != 0 {
+		t.Errorf("Numel with a zero dimension = %d, want 0", n)
+	}
+	if _, err := FromSlice(nil, 1<<40, 1<<24); err == nil {
+		t.Error("FromSlice accepted an overflowing shape")
+	}
+}

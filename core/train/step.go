@@ -128,6 +128,7 @@ func OptimParams(ps []nn.Param) []*optim.Param {
 // were not updated.
 type NonFiniteLossError struct{ Loss float32 }
 
+// Error describes the loss.
 func (e *NonFiniteLossError) Error() string {
 	return fmt.Sprintf("train: loss is %v; parameters left unchanged", e.Loss)
 }
@@ -137,6 +138,11 @@ func (e *NonFiniteLossError) Error() string {
 // network, an EMA update with coefficient tau. It returns the loss. The
 // outputs stay readable through Outputs until the next Run.
 func (s *Step) Run(x1, x2 *tensor.T, lr, tau float64) (float32, error) {
+	// BatchNorm needs two samples for batch statistics; a last partial
+	// batch of one (drop_last off) must be an error, not a panic.
+	if n := x1.Rows(); n < 2 || x2.Rows() != n {
+		return 0, fmt.Errorf("train: views of %d and %d samples; a step needs two views of the same batch of at least 2", n, x2.Rows())
+	}
 	tp := s.Tape
 	tp.Reset()
 	s.Opt.ZeroGrad()
@@ -154,6 +160,12 @@ func (s *Step) Run(x1, x2 *tensor.T, lr, tau float64) (float32, error) {
 	loss, err := s.loss(tp, o)
 	if err != nil {
 		return 0, err
+	}
+	if loss == nil {
+		return 0, fmt.Errorf("train: the loss function returned no loss")
+	}
+	if loss.Len() != 1 {
+		return 0, fmt.Errorf("train: the loss must be one value, got shape %v", loss.Shape())
 	}
 	v := loss.Item()
 	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {

@@ -161,3 +161,20 @@ func BenchmarkStep(b *testing.B) {
 		})
 	}
 }
+
+func TestStepRejectsBadBatchesAndLosses(t *testing.T) {
+	st := newStep(t, "mlp-mnist", cosineLoss, false, smallSpec())
+	rng := rand.New(rand.NewPCG(9, 10))
+	if _, err := st.Run(randInput(rng, 1, 12), randInput(rng, 1, 12), 0.05, 0); err == nil {
+		t.Error("a batch of one was accepted (BatchNorm cannot train on it)")
+	}
+	if _, err := st.Run(randInput(rng, 4, 12), randInput(rng, 3, 12), 0.05, 0); err == nil {
+		t.Error("views of different batch sizes were accepted")
+	}
+	vector := newStep(t, "mlp-mnist", func(tp *autodiff.Tape, o *Outputs) (*autodiff.Var, error) {
+		return tp.CosineSimilarity(o.P1, o.Z2), nil
+	}, false, smallSpec())
+	if _, err := vector.Run(randInput(rng, 4, 12), randInput(rng, 4, 12), 0.05, 0); err == nil {
+		t.Error("a loss of several values was accepted")
+	}
+}

@@ -15,7 +15,8 @@ const (
 
 // Mismatch compares got with want elementwise, |got-want| <= atol +
 // rtol*|want|, and describes the worst offender, or returns "" when all are
-// close. NaN anywhere in got is a mismatch.
+// close. Non-finite expected values (±Inf, NaN) must be matched exactly, and
+// a non-finite got is a mismatch unless want is the same.
 func Mismatch(got, want []float32, rtol, atol float64) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("length %d, want %d", len(got), len(want))
@@ -23,8 +24,8 @@ func Mismatch(got, want []float32, rtol, atol float64) string {
 	worst, at := 0.0, -1
 	for i := range got {
 		g, w := float64(got[i]), float64(want[i])
-		if math.IsNaN(g) || math.IsInf(g, 0) {
-			if g == w {
+		if nonFinite(g) || nonFinite(w) {
+			if g == w || (math.IsNaN(g) && math.IsNaN(w)) {
 				continue
 			}
 			return fmt.Sprintf("[%d] = %v, want %v", i, g, w)
@@ -39,3 +40,5 @@ func Mismatch(got, want []float32, rtol, atol float64) string {
 	}
 	return ""
 }
+
+func nonFinite(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }

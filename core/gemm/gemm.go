@@ -1,14 +1,104 @@
 // Package gemm holds sslrun's single-precision matrix multiply, the kernel
 // every linear layer, convolution and similarity matrix in the core runs on.
+//
+// Sgemm follows the GotoBLAS/BLIS design: op(A) and op(B) are copied
+// ("packed") block by block into contiguous buffers laid out in the exact
+// order a register-blocked micro-kernel reads them, and the blocks are sized
+// so that the packed B micro-panel stays in L1, the packed A block in L2 and
+// the packed B block in L3. The micro-kernel computes a 6×16 tile of C in
+// twelve ymm accumulators with AVX2 FMA instructions (Go assembly, chosen at
+// run time from the CPU's features); a portable Go micro-kernel takes its
+// place elsewhere. Work on blocks of C is split across core/parallel's
+// workers once a product is large enough to pay for the hand-off.
 package gemm
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// forceGeneric makes Sgemm use the portable Go micro-kernel even where the
+// assembly one is available. Only tests and benchmarks set it.
+var forceGeneric atomic.Bool
+
+// ForceGeneric makes every later Sgemm call use the portable pure-Go
+// micro-kernel (on=true) or the fastest one the CPU supports (on=false), and
+// returns the previous setting. It exists so that tests and benchmarks can
+// exercise the fallback path on machines that have AVX2; production code has
+// no reason to call it.
+func ForceGeneric(on bool) (prev bool) { return forceGeneric.Swap(on) }
+
+// HasAsmKernel reports whether this build and CPU run the assembly
+// micro-kernel (amd64 with AVX2 and FMA) when ForceGeneric is off.
+func HasAsmKernel() bool { return hasAsm }
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices,
 // where op(X) is X or X^T as transA/transB say. op(A) is m×k, op(B) is k×n
 // and C is m×n; lda, ldb and ldc are the row strides of A, B and C as stored.
 // It has the argument order of gonum's blas.Float32 Sgemm so that it can
 // stand behind gorgonia's tensor.Use.
+//
+// When beta is 0, C is only written, never read, so it may hold NaN or Inf.
+// C must not overlap A or B. Sgemm is safe for concurrent use on disjoint C. It panics, like gonum, when
+// a dimension is negative or a stride or slice length cannot hold the stated
+// shape: those are programmer errors, and the assembly kernel must never be
+// handed a short slice.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	ref(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	check(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// check panics when the arguments cannot describe valid matrices.
+func check(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("gemm: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMat("A", ar, ac, a, lda)
+	checkMat("B", br, bc, b, ldb)
+	checkMat("C", m, n, c, ldc)
+}
+
+func checkMat(name string, rows, cols int, x []float32, ld int) {
+	if ld < max(1, cols) {
+		panic(fmt.Sprintf("gemm: ld%s=%d < %d columns", name, ld, cols))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(x) < need {
+		panic(fmt.Sprintf("gemm: len(%s)=%d, need %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld))
+	}
+}
+
+// scaleC sets C = beta*C, writing zeros without reading C when beta is 0.
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
 }
 
 // ref is the obviously correct triple loop the fast paths are tested against.

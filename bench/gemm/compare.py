@@ -6,7 +6,7 @@ Run from the repository root with Debian's interpreter:
     /usr/bin/python3 bench/gemm/compare.py                   # all shapes, 1 and 2 threads
     /usr/bin/python3 bench/gemm/compare.py --shapes sq1024,w1 --reps 7 --burst 0.3
 
-PyTorch runs exactly as in /work/shared/bench/torch_baseline.py: the BLAS
+PyTorch runs exactly as in ../shared/bench/torch_baseline.py: the BLAS
 behind Debian's torch is pinned to Debian's OpenBLAS 0.3.21 OpenMP build,
 extracted under /tmp/blas and selected through LD_LIBRARY_PATH (this script
 imports torch_baseline's BLAS_CHOICES and ensure_blas, so the pinning cannot
@@ -34,7 +34,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SHARED_BENCH = "/work/shared/bench"
+# The reference benchmark lives in the shared folder beside the repository
+# (../shared/bench); SSLRUN_SHARED_BENCH points elsewhere.
+SHARED_BENCH = os.environ.get("SSLRUN_SHARED_BENCH", os.path.join(REPO, "..", "shared", "bench"))
 
 
 def shapes():

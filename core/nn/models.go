@@ -307,7 +307,8 @@ func (m *Model) Params() []Param {
 	return out
 }
 
-// workloads are the models of /work/shared/bench/torch_baseline.py.
+// workloads are the models of the reference benchmark, torch_baseline.py
+// in the shared bench folder (W1-W3).
 var workloads = map[string]ModelSpec{
 	"mlp-mnist": {
 		Backbone:  BackboneSpec{Arch: "mlp", InDim: 784, Widths: []int{1024, 1024}},

@@ -441,8 +441,13 @@ func (h *Host) InProcess(p Plugin) (*Client, error) {
 	return c, nil
 }
 
-// SetCallTimeout changes the per-call deadline.
-func (c *Client) SetCallTimeout(d time.Duration) { c.timeout = d }
+// SetCallTimeout changes the per-call deadline. It may be called while
+// calls are running; it applies to calls that start afterwards.
+func (c *Client) SetCallTimeout(d time.Duration) {
+	c.mu.Lock()
+	c.timeout = d
+	c.mu.Unlock()
+}
 
 // Name is the plugin's name in errors and logs.
 func (c *Client) Name() string { return c.name }
@@ -595,8 +600,10 @@ func (c *Client) invoke(ctx context.Context, call string, step int64, f func(ctx
 		c.mu.Unlock()
 		return &CallError{Plugin: c.name, Pid: c.pid, Call: call, Step: step, Cause: ErrClosed, Err: ErrClosed}
 	}
+	// Read under mu: SetCallTimeout may run concurrently.
+	timeout := c.timeout
 	c.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var err error
 	if c.local != nil {
@@ -607,7 +614,7 @@ func (c *Client) invoke(ctx context.Context, call string, step int64, f func(ctx
 	if err == nil {
 		return nil
 	}
-	return c.classify(ctx, cctx, call, step, err)
+	return c.classify(ctx, cctx, timeout, call, step, err)
 }
 
 type panicError struct{ msg string }
@@ -623,7 +630,7 @@ func runLocal(ctx context.Context, f func(ctx context.Context) error) (err error
 	return f(ctx)
 }
 
-func (c *Client) classify(ctx, cctx context.Context, call string, step int64, err error) error {
+func (c *Client) classify(ctx, cctx context.Context, timeout time.Duration, call string, step int64, err error) error {
 	ce := &CallError{Plugin: c.name, Pid: c.pid, Call: call, Step: step, Err: err}
 	st, _ := status.FromError(err)
 	var pe *panicError
@@ -634,7 +641,7 @@ func (c *Client) classify(ctx, cctx context.Context, call string, step int64, er
 	case errors.Is(cctx.Err(), context.DeadlineExceeded) || (c.local == nil && st.Code() == codes.DeadlineExceeded):
 		// The server may see the propagated deadline first and answer
 		// DeadlineExceeded before the host's own timer fires.
-		ce.Cause, ce.Err = ErrTimeout, fmt.Errorf("no answer within %v; plugin killed", c.timeout)
+		ce.Cause, ce.Err = ErrTimeout, fmt.Errorf("no answer within %v; plugin killed", timeout)
 	case errors.As(err, &pe):
 		ce.Cause, ce.Err = ErrPanic, errors.New(pe.msg)
 	case c.local == nil && (st.Code() == codes.Unavailable || st.Code() == codes.Canceled || c.gp.Exited()):

@@ -7,6 +7,7 @@ import (
 	"log"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/rs/zerolog"
@@ -104,11 +105,26 @@ func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 	return &lineWriter{emit: func(line string) { a.Info(line) }}
 }
 
+// maxLine bounds how much of one line lineWriter buffers. A plugin that
+// never writes a newline (a progress bar, a binary dump) would otherwise
+// grow the buffer without limit in the host.
+const maxLine = 64 << 10
+
+// Markers on the pieces of a line longer than maxLine, so that a reader of
+// the log sees that the line was split rather than losing text.
+const (
+	splitSuffix = " [line continues]"
+	splitPrefix = "[continued] "
+)
+
 // lineWriter splits a byte stream into lines and emits each one; it backs
-// the plugin's forwarded stdout and stderr.
+// the plugin's forwarded stdout and stderr. A line longer than maxLine is
+// emitted in pieces of at most maxLine bytes, each but the last marked with
+// splitSuffix and each but the first with splitPrefix.
 type lineWriter struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
+	cont bool // the buffered text continues a line already partly emitted
 	emit func(string)
 }
 
@@ -117,14 +133,37 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.buf.Write(p)
 	for {
-		i := bytes.IndexByte(w.buf.Bytes(), '\n')
-		if i < 0 {
-			break
+		b := w.buf.Bytes()
+		i := bytes.IndexByte(b, '\n')
+		if i >= 0 && i <= maxLine {
+			line := strings.TrimRight(string(w.buf.Next(i+1)), "\r\n")
+			if w.cont {
+				line = splitPrefix + line
+			}
+			w.cont = false
+			if line != "" {
+				w.emit(line)
+			}
+			continue
 		}
-		line := strings.TrimRight(string(w.buf.Next(i+1)), "\r\n")
-		if line != "" {
-			w.emit(line)
+		if len(b) <= maxLine {
+			break // an incomplete line that still fits: wait for more
 		}
+		// Cut at a rune boundary so that neither piece holds half a
+		// UTF-8 sequence.
+		cut := maxLine
+		for k := 0; k < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(b[cut]); k++ {
+			cut--
+		}
+		if cut == 0 {
+			cut = maxLine
+		}
+		piece := string(w.buf.Next(cut)) + splitSuffix
+		if w.cont {
+			piece = splitPrefix + piece
+		}
+		w.cont = true
+		w.emit(piece)
 	}
 	return len(p), nil
 }

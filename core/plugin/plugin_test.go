@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -379,10 +380,15 @@ func TestFailures(t *testing.T) {
 			}
 			t.Run(mode+"/"+tc.fail, func(t *testing.T) {
 				h, _ := newHost(t, 0)
-				c := launch(t, h, "quad", mode, plugin.LaunchSpec{CallTimeout: 300 * time.Millisecond})
+				// Healthy calls get a deadline generous enough for a loaded
+				// machine; only the call expected to hang gets the short one.
+				c := launch(t, h, "quad", mode, plugin.LaunchSpec{CallTimeout: 30 * time.Second})
 				configure(t, c, fmt.Sprintf("fail = %q\nfail_step = 2", tc.fail))
 				if _, err := c.Loss().Compute(ctx, quadInputs(h, 1)); err != nil {
 					t.Fatalf("step 1: %v", err)
+				}
+				if tc.fail == "hang" {
+					c.SetCallTimeout(300 * time.Millisecond)
 				}
 				_, err := c.Loss().Compute(ctx, quadInputs(h, 2))
 				var ce *plugin.CallError
@@ -770,5 +776,40 @@ func TestReattach(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("debug-mode plugin exit: %v", err)
+	}
+}
+
+// TestSetCallTimeoutConcurrent changes a client's call timeout while calls
+// run; under -race it catches an unsynchronised write to the timeout.
+func TestSetCallTimeoutConcurrent(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			h, _ := newHost(t, 0)
+			c := launch(t, h, "quad", mode, plugin.LaunchSpec{})
+			configure(t, c, "")
+			ctx := context.Background()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c.SetCallTimeout(time.Duration(30+i%2) * time.Second)
+					runtime.Gosched()
+				}
+			})
+			for step := int64(1); step <= 20; step++ {
+				if _, err := c.Loss().Compute(ctx, quadInputs(h, step)); err != nil {
+					close(stop)
+					wg.Wait()
+					t.Fatalf("step %d: %v", step, err)
+				}
+			}
+			close(stop)
+			wg.Wait()
+		})
 	}
 }

@@ -136,6 +136,12 @@ func serve(p Plugin) error {
 	s := &server{p: &p, in: shm.NewRemote(false), log: &log}
 	defer s.in.Close()
 	defer func() {
+		// A call still running (hung) holds mu; the process is exiting
+		// then and its mappings go with it, so do not wait for it.
+		if !s.mu.TryLock() {
+			return
+		}
+		defer s.mu.Unlock()
 		if s.out != nil {
 			s.out.Close()
 		}
@@ -260,6 +266,8 @@ func (s *server) Close(ctx context.Context, _ *pb.Empty) (*pb.Empty, error) {
 	return &pb.Empty{}, err
 }
 
+// ctx attaches the output arena and logger to a call's context. It reads
+// s.out, so callers must hold s.mu.
 func (s *server) ctx(ctx context.Context) context.Context { return withCall(ctx, s.out, s.log) }
 
 // guard runs f turning panics, including faults from writes to read-only
@@ -362,6 +370,9 @@ func (s *server) Spec(ctx context.Context, _ *pb.Empty) (*pb.LossSpec, error) {
 	if s.p.Loss == nil {
 		return nil, unimplemented(KindLoss)
 	}
+	// s.ctx reads s.out, which begin assigns under s.mu.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var spec LossSpec
 	err := s.guard("Loss.Spec", func() (err error) {
 		spec, err = s.p.Loss.Spec(s.ctx(ctx))

@@ -23,4 +23,15 @@
 // deadlock-by-upgrade), and multi-row INSERTs chunked below the compiled
 // bind-variable limit. A RUNNING run whose process died is marked CRASHED the
 // next time the database is opened for writing.
+//
+// A failed metric commit (a full disk, say) loses nothing that was logged:
+// the rows stay buffered and every later [Run.Log] returns an error wrapping
+// the failure (errors.Is matches [ErrDiskFull] and the like) until a commit
+// succeeds, so a runner that stops on Log's error stops with a clear error at
+// the first failure. Log retries the commit with a backoff from one second
+// doubling to a minute rather than on every call; [Run.Flush] and
+// [Run.Finish] always retry. While commits keep failing the buffer is bounded
+// ([DefaultMaxPendingRows]): past it Log refuses new rows with an error
+// matching [ErrMetricsDropped], and Finish records the run as FAILED with the
+// number of refused rows. Rows are never dropped without an error.
 package rundb

@@ -269,8 +269,10 @@ func TestRecoverCrashed(t *testing.T) {
 	if err := zombie.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
 	defer zombie.Wait()
+	// Poll rather than sleep a fixed time: on a loaded machine the child
+	// may take long to run and exit.
+	waitZombie(t, zombie.Process.Pid)
 	fake := func(name string, pid int, start string) int64 {
 		r, err := db.CreateRun(ctx, rundb.RunSpec{Name: name})
 		if err != nil {
@@ -338,4 +340,25 @@ func procStartOf(t *testing.T, pid int) int64 {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	n, _ := strconv.ParseInt(f[19], 10, 64)
 	return n
+}
+
+// waitZombie waits until pid has exited but is not reaped yet (state Z in
+// /proc/<pid>/stat), with a deadline generous for a loaded machine.
+func waitZombie(t *testing.T, pid int) {
+	t.Helper()
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	state := ""
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 {
+			if state = f[0]; state == "Z" {
+				return
+			}
+		}
+	}
+	t.Fatalf("pid %d did not become a zombie within 30 s (state %q)", pid, state)
 }

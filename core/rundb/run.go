@@ -188,6 +188,10 @@ type Artifact struct {
 const (
 	DefaultFlushRows     = 4096
 	DefaultFlushInterval = 2 * time.Second
+	// DefaultMaxPendingRows bounds the metric rows a Run keeps buffered
+	// while its commits fail (about 64 MiB). Past it Log refuses new rows
+	// with ErrMetricsDropped; the bound is at least 4 flush batches.
+	DefaultMaxPendingRows = 1 << 20
 	// insertChunkRows bounds the rows of one multi-row INSERT: larger
 	// statements stop paying off well before SQLite's variable limit.
 	insertChunkRows = 256
@@ -221,7 +225,28 @@ type Run struct {
 	interval  time.Duration
 	lastFlush time.Time
 	finished  bool
+
+	// Failed-commit state: Log retries a failed flush only after a
+	// backoff that doubles with every consecutive failure, so a full disk
+	// is not hit with an ever-growing transaction on every call.
+	maxPending int       // buffered rows beyond which Log refuses rows
+	failErr    error     // last flush error; nil after a success
+	failures   int       // consecutive failed flushes
+	retryAt    time.Time // Log does not retry before this
+	dropped    int64     // rows refused since the buffer was full
+	attempts   int64     // flush transactions tried (tests)
 }
+
+// Backoff of Log's flush retries after a failed commit.
+const (
+	retryMin = time.Second
+	retryMax = time.Minute
+)
+
+// ErrMetricsDropped: commits kept failing and the metric buffer reached its
+// bound, so Log refused the rows it was given. The error also matches the
+// cause of the failed commit (e.g. ErrDiskFull).
+var ErrMetricsDropped = errors.New("metric rows dropped")
 
 type seriesKey struct {
 	key string
@@ -380,12 +405,13 @@ func (db *DB) newRun(ctx context.Context) (*Run, error) {
 	}
 	r := &Run{
 		db: db, conn: conn,
-		series:    map[seriesKey]int64{},
-		aggIdx:    map[int64]int{},
-		goals:     map[string]Goal{},
-		flushRows: DefaultFlushRows,
-		interval:  DefaultFlushInterval,
-		lastFlush: time.Now(),
+		series:     map[seriesKey]int64{},
+		aggIdx:     map[int64]int{},
+		goals:      map[string]Goal{},
+		flushRows:  DefaultFlushRows,
+		interval:   DefaultFlushInterval,
+		lastFlush:  time.Now(),
+		maxPending: DefaultMaxPendingRows,
 	}
 	r.chunkRows = min(insertChunkRows, db.maxVars/5)
 	if r.chunkRows < 1 {
@@ -504,7 +530,19 @@ func (r *Run) SetGoal(key string, g Goal) {
 
 // Log buffers metrics measured at a step (and epoch, which may be
 // fractional). It commits the buffer when the flush policy says so and
-// returns that commit's error; after an error the rows stay buffered.
+// returns that commit's error.
+//
+// After a failed commit (a full disk, say) the rows stay buffered and are
+// never dropped silently: every later Log returns an error wrapping the
+// failure (errors.Is matches its class, e.g. ErrDiskFull) until a commit
+// succeeds. Log retries the commit only after a backoff that starts at one
+// second and doubles up to a minute, so a full disk is not hit on every
+// call; Flush and Finish always retry. When the buffer holds
+// DefaultMaxPendingRows rows (at least four flush batches), Log refuses
+// further rows with an error matching ErrMetricsDropped, and Finish records
+// how many were refused. A runner that stops on Log's error therefore stops
+// at the first failed commit with a clear error, and one that goes on loses
+// nothing until the bound, and nothing silently after it.
 func (r *Run) Log(step int64, epoch float64, ms ...Metric) error {
 	now := nowMillis()
 	r.mu.Lock()
@@ -512,10 +550,19 @@ func (r *Run) Log(step int64, epoch float64, ms ...Metric) error {
 	if r.finished {
 		return r.db.wrap(errors.New("run already finished"), "log metrics of run %d", r.id)
 	}
+	if r.failErr != nil && len(r.buf)+len(ms) > max(r.maxPending, 4*r.flushRows) {
+		r.dropped += int64(len(ms))
+		return fmt.Errorf("run %d: %d metrics of step %d not recorded, %d rows buffered and not committed, %d dropped so far: %w: %w",
+			r.id, len(ms), step, len(r.buf), r.dropped, ErrMetricsDropped, r.failErr)
+	}
 	for _, m := range ms {
 		r.buf = append(r.buf, pending{seriesKey{m.Key, m.Context}, step, epoch, m.Value, now})
 	}
-	if len(r.buf) >= r.flushRows || time.Since(r.lastFlush) >= r.interval {
+	if r.failErr != nil && time.Now().Before(r.retryAt) {
+		return fmt.Errorf("run %d: %d metric rows buffered and not committed (retry in %v): %w",
+			r.id, len(r.buf), time.Until(r.retryAt).Round(time.Millisecond), r.failErr)
+	}
+	if r.failErr != nil || len(r.buf) >= r.flushRows || time.Since(r.lastFlush) >= r.interval {
 		return r.flushLocked(context.Background())
 	}
 	return nil
@@ -552,8 +599,23 @@ func nullFloat(v float64) any {
 	return v
 }
 
+// flushLocked commits the buffer and keeps the failed-commit state that
+// Log's retry backoff and buffer bound use.
 func (r *Run) flushLocked(ctx context.Context) error {
+	err := r.commitLocked(ctx)
+	if err == nil {
+		r.failErr, r.failures, r.retryAt = nil, 0, time.Time{}
+		return nil
+	}
+	r.failErr = err
+	r.failures++
+	r.retryAt = time.Now().Add(min(retryMin<<min(r.failures-1, 16), retryMax))
+	return err
+}
+
+func (r *Run) commitLocked(ctx context.Context) error {
 	r.lastFlush = time.Now()
+	r.attempts++
 	if len(r.buf) == 0 {
 		_, err := r.conn.ExecContext(ctx, `UPDATE runs SET heartbeat = ? WHERE id = ?`, nowMillis(), r.id)
 		return r.db.wrap(err, "heartbeat of run %d", r.id)
@@ -851,6 +913,12 @@ func (r *Run) Finish(status Status, runErr error) error {
 			status = StatusFailed
 		}
 		msg = strings.TrimPrefix(msg+"; "+flushErr.Error(), "; ")
+	}
+	if r.dropped > 0 {
+		if status == StatusFinished {
+			status = StatusFailed
+		}
+		msg = strings.TrimPrefix(fmt.Sprintf("%s; %d metric rows were dropped after commits failed", msg, r.dropped), "; ")
 	}
 	now := nowMillis()
 	err := r.tx(ctx, func(tx execer) error {

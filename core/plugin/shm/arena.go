@@ -57,9 +57,9 @@ func (a *Arena) grow(need int) error {
 // Alloc returns an uninitialised view of the given shape and its Ref. The
 // memory keeps whatever an earlier step left there: callers overwrite it.
 func (a *Arena) Alloc(shape ...int) (*tensor.T, Ref, error) {
-	n := numel(shape)
-	if n < 0 {
-		return nil, Ref{}, fmt.Errorf("shm: alloc: bad shape %v", shape)
+	n, err := elems(shape)
+	if err != nil {
+		return nil, Ref{}, fmt.Errorf("shm: alloc: %w", err)
 	}
 	size := n * 4
 	a.mu.Lock()
@@ -103,7 +103,7 @@ func (a *Arena) Put(t *tensor.T) (Ref, error) {
 	if r, ok := a.Locate(t); ok {
 		return r, nil
 	}
-	if numel(t.Shape) != len(t.Data) {
+	if n, err := elems(t.Shape); err != nil || n != len(t.Data) {
 		return Ref{}, fmt.Errorf("shm: put: shape %v does not match %d values", t.Shape, len(t.Data))
 	}
 	dst, r, err := a.Alloc(t.Shape...)
@@ -179,6 +179,7 @@ type Remote struct {
 	mu       sync.Mutex
 	writable bool
 	segs     map[uint32]*Segment
+	retired  []*Segment // replaced by a larger mapping; unmapped only by Close
 }
 
 // NewRemote returns an empty set; writable says how to map its segments.
@@ -199,18 +200,23 @@ func (r *Remote) Sync(descs []Desc) error {
 			return err
 		}
 		if old := r.segs[d.ID]; old != nil {
-			old.Close()
+			// Views into the old mapping may still be live: unmapping it
+			// now would turn a late read into a SIGSEGV. Keep it mapped
+			// until Close, as Arena does with its replaced segments.
+			r.retired = append(r.retired, old)
 		}
 		r.segs[d.ID] = s
 	}
 	return nil
 }
 
-// View returns the tensor ref names.
+// View returns the tensor ref names. The lock is held across the segment's
+// View so that a concurrent Close cannot unmap the segment while View reads
+// its mapping.
 func (r *Remote) View(ref Ref) (*tensor.T, error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	s := r.segs[ref.Segment]
-	r.mu.Unlock()
 	if s == nil {
 		return nil, fmt.Errorf("shm: unknown segment %d", ref.Segment)
 	}
@@ -227,10 +233,15 @@ func (r *Remote) Contains(addr uintptr) bool {
 			return true
 		}
 	}
+	for _, s := range r.retired {
+		if s.contains(addr) {
+			return true
+		}
+	}
 	return false
 }
 
-// Close unmaps every segment.
+// Close unmaps every segment, current and retired.
 func (r *Remote) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -241,5 +252,11 @@ func (r *Remote) Close() error {
 		}
 		delete(r.segs, id)
 	}
+	for _, s := range r.retired {
+		if err := s.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.retired = nil
 	return errors.Join(errs...)
 }

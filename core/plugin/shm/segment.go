@@ -18,6 +18,7 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"unsafe"
 
@@ -51,8 +52,49 @@ type Ref struct {
 	DType   DType
 }
 
-// Bytes is the region's size in bytes.
-func (r Ref) Bytes() uint64 { return uint64(numel(r.Shape)) * 4 }
+// Bytes is the region's size in bytes, or 0 when the shape is invalid
+// (a negative dimension, or an element count that overflows int).
+func (r Ref) Bytes() uint64 {
+	n, err := elems(r.Shape)
+	if err != nil {
+		return 0
+	}
+	return uint64(n) * 4
+}
+
+// maxElems is the largest element count whose float32 byte size still fits
+// in an int, so that n*4 and offset arithmetic cannot wrap.
+const maxElems = math.MaxInt / 4
+
+// elems is the overflow-checked element count of shape. A shape comes from
+// another process and cannot be trusted: [1<<40, 1<<24] passes a
+// per-dimension limit, but its product wraps, and a view with a huge shape
+// over few values would make this process panic later. The count is checked
+// before every multiplication (n > maxElems/d), then cross-checked with
+// tensor.Numel, which reports a negative dimension or overflow as -1.
+func elems(shape []int) (int, error) {
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("shape %v: negative dimension", shape)
+		}
+		if d == 0 {
+			// The product is 0 whatever the other dimensions are; checking
+			// them pairwise could reject a valid empty tensor.
+			return 0, nil
+		}
+	}
+	n := 1
+	for _, d := range shape {
+		if n > maxElems/d {
+			return 0, fmt.Errorf("shape %v: element count overflows", shape)
+		}
+		n *= d
+	}
+	if m := tensor.Numel(shape); m < 0 || m != n {
+		return 0, fmt.Errorf("shape %v: bad element count %d", shape, m)
+	}
+	return n, nil
+}
 
 // Desc describes a segment so that another process can map it: either an
 // inherited descriptor number in the receiving process (FD >= 0) or the
@@ -201,13 +243,16 @@ func (s *Segment) View(r Ref) (*tensor.T, error) {
 	if r.DType != Float32 {
 		return nil, fmt.Errorf("shm: segment %d: unsupported dtype %d", s.id, r.DType)
 	}
-	n := numel(r.Shape)
-	if n < 0 {
-		return nil, fmt.Errorf("shm: segment %d: bad shape %v", s.id, r.Shape)
+	n, err := elems(r.Shape)
+	if err != nil {
+		return nil, fmt.Errorf("shm: segment %d: %w", s.id, err)
 	}
-	end := r.Offset + uint64(n)*4
-	if r.Offset%4 != 0 || end > uint64(len(s.data)) || end < r.Offset {
-		return nil, fmt.Errorf("shm: segment %d: region [%d,%d) outside %d bytes", s.id, r.Offset, end, len(s.data))
+	size := uint64(len(s.data))
+	// n*4 <= MaxInt cannot wrap; checking the size against the room left
+	// after the offset keeps end from wrapping either.
+	bytes := uint64(n) * 4
+	if r.Offset%4 != 0 || r.Offset > size || bytes > size-r.Offset {
+		return nil, fmt.Errorf("shm: segment %d: shape %v at offset %d (%d bytes) outside %d bytes", s.id, r.Shape, r.Offset, bytes, size)
 	}
 	t := &tensor.T{Shape: append([]int(nil), r.Shape...)}
 	if n > 0 {
@@ -256,15 +301,4 @@ func (s *Segment) Close() error {
 		s.file = nil
 	}
 	return errors.Join(errs...)
-}
-
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return -1
-		}
-		n *= d
-	}
-	return n
 }

@@ -3,11 +3,13 @@ package shm
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -255,4 +257,141 @@ func TestReadOnlyDescriptorCannotMapWritable(t *testing.T) {
 	if _, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
 		t.Fatal("a read-only descriptor was mapped writable")
 	}
+}
+
+// TestViewRejectsOverflowingShape feeds View shapes whose element count
+// overflows int (each dimension alone looks harmless). Before the
+// overflow-checked count, [1<<40, 1<<24] wrapped to 0 elements and View
+// returned a tensor with no values but a huge shape.
+func TestViewRejectsOverflowingShape(t *testing.T) {
+	seg, err := Create(3, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	r := NewRemote(false)
+	defer r.Close()
+	if err := r.Sync([]Desc{seg.Desc()}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewArena(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	tests := []struct {
+		name  string
+		shape []int
+		ok    bool
+		n     int
+	}{
+		{"wraps to zero", []int{1 << 40, 1 << 24}, false, 0},
+		{"wraps to small", []int{1<<62 + 1, 4}, false, 0},
+		{"three dims", []int{1 << 31, 1 << 31, 4}, false, 0},
+		{"bytes overflow", []int{math.MaxInt/4 + 1}, false, 0},
+		{"larger than segment", []int{1 << 20}, false, 0},
+		{"empty with huge dim", []int{0, 1 << 62}, true, 0},
+		{"fits", []int{4, 8}, true, 32},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := Ref{Segment: 3, Shape: tc.shape, DType: Float32}
+			for _, view := range []func(Ref) (*tensor.T, error){seg.View, r.View} {
+				v, err := view(ref)
+				if !tc.ok {
+					if err == nil {
+						t.Fatalf("shape %v: View returned %d values, want an error", tc.shape, len(v.Data))
+					}
+					if !strings.Contains(err.Error(), fmt.Sprint(tc.shape)) {
+						t.Errorf("error %q does not name the shape %v", err, tc.shape)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("shape %v: %v", tc.shape, err)
+				}
+				if len(v.Data) != tc.n {
+					t.Errorf("shape %v: %d values, want %d", tc.shape, len(v.Data), tc.n)
+				}
+			}
+			// Alloc must refuse the overflowing shapes too (a shape that is
+			// merely larger than one segment is fine: the arena grows).
+			if !tc.ok && tc.name != "larger than segment" {
+				if _, _, err := a.Alloc(tc.shape...); err == nil || !strings.Contains(err.Error(), fmt.Sprint(tc.shape)) {
+					t.Errorf("Alloc(%v): %v, want an error naming the shape", tc.shape, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRemoteRegrowKeepsOldViews re-announces a segment larger while a view
+// into the old mapping is live. The old mapping must stay valid until Close:
+// before the fix Sync unmapped it and reading the view faulted the process.
+func TestRemoteRegrowKeepsOldViews(t *testing.T) {
+	small, err := Create(5, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	w, err := small.View(Ref{Segment: 5, Shape: []int{4}, DType: Float32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(w.Data, []float32{1, 2, 3, 4})
+	r := NewRemote(false)
+	if err := r.Sync([]Desc{small.Desc()}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := r.View(Ref{Segment: 5, Shape: []int{4}, DType: Float32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := Create(5, 4*4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	if err := r.Sync([]Desc{big.Desc()}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(old.Data) != "[1 2 3 4]" { // faults if the old mapping was unmapped
+		t.Errorf("old view reads %v", old.Data)
+	}
+	if _, err := r.View(Ref{Segment: 5, Offset: 3 * 4096, Shape: []int{16}, DType: Float32}); err != nil {
+		t.Errorf("view into the larger mapping: %v", err)
+	}
+	if !r.Contains(uintptr(unsafe.Pointer(&old.Data[0]))) {
+		t.Error("Contains does not know the retired mapping")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRemoteViewCloseRace runs View concurrently with Close; under -race it
+// catches View reading a segment's mapping after dropping the lock.
+func TestRemoteViewCloseRace(t *testing.T) {
+	seg, err := Create(6, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	r := NewRemote(false)
+	if err := r.Sync([]Desc{seg.Desc()}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			if _, err := r.View(Ref{Segment: 6, Shape: []int{4}, DType: Float32}); err != nil {
+				return // closed: unknown segment
+			}
+		}
+	}()
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+	<-done
 }

@@ -34,9 +34,17 @@ func (e *FileError) Error() string {
 // Unwrap returns the underlying error, if any.
 func (e *FileError) Unwrap() error { return e.Err }
 
+// maxDecompressed bounds gzip content whose size is not known in advance,
+// so a corrupt or hostile file cannot exhaust memory. A variable so tests
+// can lower it.
+var maxDecompressed int64 = 4 << 30
+
 // readContent reads path, transparently decompressing gzip (recognised by
 // its magic bytes, not the name). sizeHint, when positive, is the expected
-// decompressed size and sizes the buffer up front.
+// decompressed size: it sizes the buffer up front and bounds gzip content,
+// which is otherwise bounded by maxDecompressed. Gzip content over the
+// bound is a FileError. Uncompressed files are bounded by their size on
+// disk and read whole, so callers still report a size mismatch themselves.
 func readContent(path string, sizeHint int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -52,6 +60,7 @@ func readContent(path string, sizeHint int64) ([]byte, error) {
 		return nil, fmt.Errorf("data: seek %s: %w", path, err)
 	}
 	var r io.Reader = f
+	var limit int64 // of the decompressed size, for gzip
 	gz := n == 2 && head[0] == 0x1f && head[1] == 0x8b
 	if gz {
 		zr, err := gzip.NewReader(f)
@@ -59,7 +68,13 @@ func readContent(path string, sizeHint int64) ([]byte, error) {
 			return nil, &FileError{Path: path, What: "gzip stream", Expected: "a valid gzip header", Found: "a corrupt one", Err: err}
 		}
 		defer zr.Close()
-		r = zr
+		// Read one byte past the limit to tell "exactly the limit" from
+		// "more": a few hundred bytes of gzip can inflate to gigabytes.
+		limit = maxDecompressed
+		if sizeHint > 0 {
+			limit = sizeHint
+		}
+		r = io.LimitReader(zr, limit+1)
 	}
 	var buf bytes.Buffer
 	if sizeHint > 0 {
@@ -73,7 +88,34 @@ func readContent(path string, sizeHint int64) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("data: read %s: %w", path, err)
 	}
+	if gz && int64(buf.Len()) > limit {
+		return nil, overLimit(path, r, limit, sizeHint > 0)
+	}
 	return buf.Bytes(), nil
+}
+
+// overLimit describes gzip content over its limit. r has the rest of the
+// limited stream; the true size is counted without keeping the data, up to
+// maxDecompressed, because "expected 10008 bytes, found 7840016" tells a
+// user which file they swapped.
+func overLimit(path string, r io.Reader, limit int64, known bool) error {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		lr.N = max(limit, maxDecompressed) - limit // limit+1 bytes were read
+	}
+	rest, err := io.Copy(io.Discard, r)
+	total := limit + 1 + rest
+	found := fmt.Sprintf("%d bytes", total)
+	switch {
+	case err != nil:
+		found = fmt.Sprintf("more than %d bytes, then invalid gzip data", limit)
+	case total > max(limit, maxDecompressed):
+		found = fmt.Sprintf("content that decompressed to more than %d bytes", max(limit, maxDecompressed))
+	}
+	expected := fmt.Sprintf("%d bytes", limit)
+	if !known {
+		expected = fmt.Sprintf("at most %d bytes (the limit for content of unknown size)", limit)
+	}
+	return &FileError{Path: path, What: "decompressed size", Expected: expected, Found: found, Err: err}
 }
 
 func sha256Hex(b []byte) string {

@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -26,9 +27,12 @@ import (
 // each subdirectory (sorted by name) is a class and the images anywhere
 // below it are its samples; files directly in dir are ignored. Otherwise
 // the images directly in dir form an unlabelled dataset (label -1), in name
-// order. Images of another size are resized on load with
-// golang.org/x/image/draw's BiLinear scaler, which widens its kernel when
-// shrinking (antialiased, like PIL's resize). Alpha is composited over black;
+// order. Symlinked directories and images are followed, as ImageFolder does;
+// a symlink cycle is an error. Images whose header claims more than 32768
+// pixels a side or 2^28 pixels are rejected before decoding. Images of
+// another size are resized on load with golang.org/x/image/draw's BiLinear
+// scaler, which widens its kernel when shrinking (antialiased, like PIL's
+// resize). Alpha is composited over black;
 // grayscale uses Go's ITU-R 601-2 luma (0.299, 0.587, 0.114).
 func LoadFolder(dir string, c, h, w int) (*Dataset, error) {
 	if c != 1 && c != 3 {
@@ -41,9 +45,16 @@ func LoadFolder(dir string, c, h, w int) (*Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: folder %s: %w", dir, err)
 	}
+	// Symlinks are followed, as torchvision's ImageFolder does: DirEntry
+	// describes the link itself, so a linked class directory would
+	// otherwise pass for a file.
+	isDir := make([]bool, len(entries))
 	var classes []string
-	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+	for i, e := range entries {
+		if isDir[i], err = entryIsDir(dir, e); err != nil {
+			return nil, folderErr(dir, err)
+		}
+		if isDir[i] && !strings.HasPrefix(e.Name(), ".") {
 			classes = append(classes, e.Name())
 		}
 	}
@@ -52,23 +63,17 @@ func LoadFolder(dir string, c, h, w int) (*Dataset, error) {
 	var labels []int32
 	if len(classes) > 0 {
 		for ci, cl := range classes {
-			err := filepath.WalkDir(filepath.Join(dir, cl), func(p string, de fs.DirEntry, err error) error {
-				if err != nil {
-					return err
-				}
-				if !de.IsDir() && isImageName(p) {
-					paths = append(paths, p)
-					labels = append(labels, int32(ci))
-				}
-				return nil
+			err := walkImages(filepath.Join(dir, cl), map[string]bool{}, func(p string) {
+				paths = append(paths, p)
+				labels = append(labels, int32(ci))
 			})
 			if err != nil {
-				return nil, fmt.Errorf("data: folder %s: %w", dir, err)
+				return nil, folderErr(dir, err)
 			}
 		}
 	} else {
-		for _, e := range entries {
-			if !e.IsDir() && isImageName(e.Name()) {
+		for i, e := range entries {
+			if !isDir[i] && isImageName(e.Name()) {
 				paths = append(paths, filepath.Join(dir, e.Name()))
 				labels = append(labels, -1)
 			}
@@ -102,6 +107,78 @@ func LoadFolder(dir string, c, h, w int) (*Dataset, error) {
 	return d, nil
 }
 
+// folderErr returns a FileError as it is (it names the file) and wraps
+// other errors with the folder.
+func folderErr(dir string, err error) error {
+	if fe := (*FileError)(nil); errors.As(err, &fe) {
+		return err
+	}
+	return fmt.Errorf("data: folder %s: %w", dir, err)
+}
+
+// entryIsDir reports whether the entry e of dir is a directory, following
+// a symlink. A dangling symlink is not a directory; it is an error only
+// when its name is an image's, which the caller would otherwise load.
+func entryIsDir(dir string, e fs.DirEntry) (bool, error) {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir(), nil
+	}
+	p := filepath.Join(dir, e.Name())
+	st, err := os.Stat(p)
+	if err != nil {
+		if isImageName(p) {
+			return false, &FileError{Path: p, What: "symlink", Expected: "a link to an existing image", Found: "a dangling link", Err: err}
+		}
+		return false, nil
+	}
+	return st.IsDir(), nil
+}
+
+// walkImages calls visit for every image file below dir in lexical order
+// (the order of filepath.WalkDir), following symlinks to directories and
+// files like os.walk(followlinks=True). Paths stay below dir as written, so
+// a sample's role names the class it was found under. onPath holds the
+// resolved directories being walked, to reject symlink cycles, which
+// would otherwise recurse until the path is too long; a directory reached
+// twice without a cycle is walked twice, as torchvision does.
+func walkImages(dir string, onPath map[string]bool, visit func(path string)) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	if onPath[real] {
+		return &FileError{Path: dir, What: "directory tree", Expected: "no symlink cycles", Found: fmt.Sprintf("a link back to %s", real)}
+	}
+	onPath[real] = true
+	defer delete(onPath, real)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		isDir, err := entryIsDir(dir, e)
+		if err != nil {
+			return err
+		}
+		if isDir {
+			if err := walkImages(p, onPath, visit); err != nil {
+				return err
+			}
+		} else if isImageName(p) {
+			visit(p)
+		}
+	}
+	return nil
+}
+
+// Bounds on an image's header dimensions, checked before decoding: a few
+// bytes of PNG can claim gigapixels. 2^28 pixels is 1 GiB as RGBA.
+const (
+	maxImageSide   = 1 << 15
+	maxImagePixels = 1 << 28
+)
+
 func isImageName(p string) bool {
 	switch strings.ToLower(filepath.Ext(p)) {
 	case ".png", ".jpg", ".jpeg":
@@ -117,10 +194,22 @@ func decodeInto(path string, dst []uint8, c, h, w int) (FileInfo, error) {
 		return FileInfo{}, fmt.Errorf("data: read %s: %w", path, err)
 	}
 	info := FileInfo{Path: path, Size: int64(len(b)), SHA256: sha256Hex(b)}
+	badData := func(err error) error {
+		found := fmt.Sprintf("%d bytes starting %q", len(b), b[:min(len(b), 8)])
+		return &FileError{Path: path, What: "image data", Expected: "a decodable PNG or JPEG image", Found: found, Err: err}
+	}
+	// Check the header's dimensions before decoding allocates for them.
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return info, badData(err)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); cfg.Width > maxImageSide || cfg.Height > maxImageSide || px > maxImagePixels {
+		return info, &FileError{Path: path, What: "image dimensions", Expected: fmt.Sprintf("at most %d pixels per side and %d pixels", maxImageSide, maxImagePixels),
+			Found: fmt.Sprintf("%dx%d (%d pixels)", cfg.Width, cfg.Height, px)}
+	}
 	src, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
-		found := fmt.Sprintf("%d bytes starting %q", len(b), b[:min(len(b), 8)])
-		return info, &FileError{Path: path, What: "image data", Expected: "a decodable PNG or JPEG image", Found: found, Err: err}
+		return info, badData(err)
 	}
 	rgba := image.NewRGBA(image.Rect(0, 0, w, h))
 	// Start from opaque black so transparent pixels composite over black.

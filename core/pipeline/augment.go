@@ -75,13 +75,23 @@ func (d *decoder) decodeAugment(blk *hcl.Block) Augment {
 	if a := content.Attributes["views"]; a != nil {
 		viewsAttr = a
 		d.decodeExpr(a.Expr, &views)
-		if views < 1 {
+		switch {
+		case views < 1:
 			d.errAt(a.Expr.Range(), "Invalid value", fmt.Sprintf("views must be at least 1, got %d.", views))
+			views = 1
+		case views > maxViews:
+			// Views are materialised below: an unbounded count allocates
+			// until the process runs out of memory.
+			d.errAt(a.Expr.Range(), "Invalid value", fmt.Sprintf("views must be at most %d, got %d.", maxViews, views))
 			views = 1
 		}
 	}
 	if len(content.Blocks) == 0 {
 		d.errAt(blk.Body.MissingItemRange(), "Missing view block", "The augment block needs at least one view block.")
+		return out
+	}
+	if len(content.Blocks) > maxViews {
+		d.errAt(content.Blocks[maxViews].DefRange, "Too many view blocks", fmt.Sprintf("At most %d views are allowed, got %d view blocks.", maxViews, len(content.Blocks)))
 		return out
 	}
 	if len(content.Blocks) > 1 {

@@ -15,6 +15,16 @@ import (
 	"github.com/sslrun/sslrun/core/optim"
 )
 
+// Size limits checked at parse time, so that a typo or a hostile file is a
+// diagnostic at the value instead of an allocation that exhausts memory.
+const (
+	maxViews    = 64      // augmented views per sample
+	maxDim      = 1 << 16 // a width, stride, block count, channel count or head dim
+	maxInDim    = 1 << 24 // an mlp backbone's flattened input (3x224x224 is 150528)
+	maxEntries  = 64      // entries of widths, strides, blocks and head dims
+	maxVariants = 10000   // runs a study expands to
+)
+
 // decoder accumulates diagnostics while decoding one run's blocks, so a
 // single pass reports every error.
 type decoder struct {
@@ -51,6 +61,50 @@ func attrRange(body hcl.Body, name string) hcl.Range {
 		return a.Expr.Range()
 	}
 	return body.MissingItemRange()
+}
+
+// elemRange returns the range of element i of argument name's list value in
+// body, or the whole value's range when it is not a list literal (e.g. a
+// function call), or the body's missing-item range when it is absent.
+func elemRange(body hcl.Body, name string, i int) hcl.Range {
+	c, _, _ := body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: name}}})
+	a := c.Attributes[name]
+	if a == nil {
+		return body.MissingItemRange()
+	}
+	if exprs, diags := hcl.ExprList(a.Expr); !diags.HasErrors() && i < len(exprs) {
+		return exprs[i].Range()
+	}
+	return a.Expr.Range()
+}
+
+// hasAttr reports whether body sets argument name.
+func hasAttr(body hcl.Body, name string) bool {
+	return attrRange(body, name) != body.MissingItemRange()
+}
+
+// checkSizes reports an explicitly empty list (rather than silently using
+// the default, as for an absent one), too many entries, or an entry outside
+// [1, maxDim], at argument name of body. summary names the diagnostic.
+func (d *decoder) checkSizes(body hcl.Body, summary, name string, v []int) bool {
+	switch {
+	case len(v) == 0:
+		if hasAttr(body, name) {
+			d.errAt(attrRange(body, name), summary, fmt.Sprintf("%s must not be empty; leave it out for the default.", name))
+			return false
+		}
+		return true
+	case len(v) > maxEntries:
+		d.errAt(attrRange(body, name), summary, fmt.Sprintf("%s must have at most %d entries, got %d.", name, maxEntries, len(v)))
+		return false
+	}
+	for i, x := range v {
+		if x < 1 || x > maxDim {
+			d.errAt(elemRange(body, name, i), summary, fmt.Sprintf("%s must be between 1 and %d, got %d.", name, maxDim, x))
+			return false
+		}
+	}
+	return true
 }
 
 // checkOneOf reports v not being one of allowed, at argument name of body.
@@ -317,6 +371,28 @@ func (d *decoder) decodeEncoder(b *hcl.Block, c, h, w int, shapeOK bool) Encoder
 	if !d.checkOneOf(b.Body, "backbone", a.Backbone, backbones...) {
 		return enc
 	}
+	// Check explicit sizes before defaults fill the gaps: the defaults are
+	// valid, and an explicit [] is a mistake, not a request for them.
+	ok := true
+	for _, l := range []struct {
+		name string
+		v    []int
+	}{{"widths", a.Widths}, {"strides", a.Strides}, {"blocks", a.Blocks}} {
+		ok = d.checkSizes(b.Body, "Invalid value", l.name, l.v) && ok
+	}
+	for _, s := range []struct {
+		name   string
+		v, max int
+	}{{"in_dim", a.InDim, maxInDim}, {"in_channels", a.InChannels, maxDim}, {"stem_width", a.StemWidth, maxDim}} {
+		// 0 is the default (from the data, or the first width).
+		if s.v < 0 || s.v > s.max {
+			d.errAt(attrRange(b.Body, s.name), "Invalid value", fmt.Sprintf("%s must be between 1 and %d, got %d.", s.name, s.max, s.v))
+			ok = false
+		}
+	}
+	if !ok {
+		return enc
+	}
 	bb := nn.BackboneSpec{Arch: a.Backbone, InDim: a.InDim, InChannels: a.InChannels, Widths: a.Widths,
 		Strides: a.Strides, Blocks: a.Blocks, StemWidth: a.StemWidth}
 	// Fill the input size from the training data and check explicit values
@@ -364,12 +440,6 @@ func (d *decoder) decodeEncoder(b *hcl.Block, c, h, w int, shapeOK bool) Encoder
 			d.errAt(b.DefRange, "Inconsistent backbone", fmt.Sprintf("widths %v, strides %v and blocks %v must have one entry per stage.", bb.Widths, bb.Strides, bb.Blocks))
 		}
 		feat = bb.Widths[len(bb.Widths)-1]
-	}
-	for _, v := range append(append(slices.Clone(bb.Widths), bb.Strides...), bb.Blocks...) {
-		if v <= 0 {
-			d.errAt(b.DefRange, "Invalid backbone", fmt.Sprintf("widths %v, strides %v and blocks %v must be positive.", bb.Widths, bb.Strides, bb.Blocks))
-			break
-		}
 	}
 	enc.Backbone, enc.FeatureDim = bb, feat
 
@@ -430,11 +500,8 @@ func (d *decoder) decodeHead(what string, a *headArgs, in int, kinds []string) (
 		d.errAt(attrRange(a.Body, "dims"), "Missing dims", fmt.Sprintf("an mlp %s needs dims: the output size of each layer, e.g. [2048, 2048].", what))
 		return nn.HeadSpec{}, 0
 	}
-	for _, v := range a.Dims {
-		if v <= 0 {
-			d.errAt(attrRange(a.Body, "dims"), "Invalid dims", fmt.Sprintf("dims must be positive, got %v.", a.Dims))
-			return nn.HeadSpec{}, 0
-		}
+	if !d.checkSizes(a.Body, "Invalid dims", "dims", a.Dims) {
+		return nn.HeadSpec{}, 0
 	}
 	lastBN := orDefault(a.LastBN, nn.LastBNNone)
 	d.checkOneOf(a.Body, "last_bn", lastBN, nn.LastBNNone, nn.LastBNPlain, nn.LastBNAffine)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"io"
+	"math/big"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -754,6 +755,9 @@ func (p *Parser) study(b *hcl.Block, vars map[string]cty.Value) (*Study, []varia
 	if len(runs) > 0 {
 		bases = runs
 	}
+	if d := checkVariantCount(b, matrices, len(bases), axes); d != nil {
+		return nil, nil, append(diags, d)
+	}
 	var out []variant
 	for _, rb := range bases {
 		combos := [][]cty.Value{{}}
@@ -790,6 +794,33 @@ func (p *Parser) study(b *hcl.Block, vars map[string]cty.Value) (*Study, []varia
 		}
 	}
 	return st, out, nil
+}
+
+// checkVariantCount reports a study that expands to more than maxVariants
+// runs, before the expansion allocates them: range() axes make a product
+// of billions easy to write. It points at the matrix block, or the study
+// when there is none.
+func checkVariantCount(study *hcl.Block, matrices []*hcl.Block, bases int, axes []studyMatrix) *hcl.Diagnostic {
+	// A big.Int, because the product of a few range() axes overflows int.
+	n := big.NewInt(int64(bases))
+	parts := []string{fmt.Sprintf("%d run", bases)}
+	if bases != 1 {
+		parts[0] += "s"
+	}
+	for _, ax := range axes {
+		n.Mul(n, big.NewInt(int64(len(ax.vals))))
+		parts = append(parts, fmt.Sprintf("%d %s", len(ax.vals), ax.axis))
+	}
+	if n.Cmp(big.NewInt(maxVariants)) <= 0 {
+		return nil
+	}
+	subject := study.DefRange
+	if len(matrices) > 0 {
+		subject = matrices[0].DefRange
+	}
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Too many study variants",
+		Detail:  fmt.Sprintf("The study expands to %s variants (%s); at most %d are allowed. Split it into several studies.", n, strings.Join(parts, " x "), maxVariants),
+		Subject: subject.Ptr()}
 }
 
 // ctyScalar converts a primitive cty value to int64, float64, bool or string.

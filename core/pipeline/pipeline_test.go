@@ -457,6 +457,20 @@ func TestDiagnostics(t *testing.T) {
 		{"missing required variable", "  default = 2\n", "", Options{}, `variable "epochs"`, "No value for required variable", "-var epochs="},
 		{"duplicate block", `dataset "test" {`, "dataset \"train\" {\n  source = \"mnist\"\n}\n\ndataset \"test\" {", Options{}, "", "Duplicate dataset block", "already defined"},
 		{"syntax error", "batch_size = 128", "batch_size = 128 +", Options{}, "", "Invalid expression", ""},
+		// Sizes are bounded at parse time: views = 1e12 used to allocate
+		// until the process ran out of memory.
+		{"views over the cap", "augment {\n  view {", "augment {\n  views = 65\n  view {", Options{}, "65\n", "Invalid value", "views must be at most 64, got 65"},
+		{"views absurd", "augment {\n  view {", "augment {\n  views = 1000000000000\n  view {", Options{}, "1000000000000", "Invalid value", "views must be at most 64"},
+		{"view blocks over the cap", "augment {\n  view {", "augment {\n" + strings.Repeat("  view {}\n", 64) + "  view {} # 65\n  view {", Options{}, "view {} # 65", "Too many view blocks", "At most 64 views are allowed, got 66 view blocks."},
+		{"width over the cap", "[local.width, 32]", "[local.width, 100000]", Options{}, "100000]", "Invalid value", "widths must be between 1 and 65536, got 100000"},
+		{"zero width", "[local.width, 32]", "[local.width, 0]", Options{}, "0]\n  strides", "Invalid value", "widths must be between 1 and 65536, got 0"},
+		{"negative stride", "strides  = [1, 2]", "strides  = [1, -2]", Options{}, "-2]", "Invalid value", "strides must be between 1 and 65536, got -2"},
+		{"empty widths", "[local.width, 32]", "[]", Options{}, "[]", "Invalid value", "widths must not be empty"},
+		{"empty strides", "strides  = [1, 2]", "strides  = []", Options{}, "[]", "Invalid value", "strides must not be empty"},
+		{"too many stages", "strides  = [1, 2]", "strides  = range(1, 101)\n  blocks   = range(1, 101)", Options{}, "range(1, 101)\n  blocks", "Invalid value", "strides must have at most 64 entries, got 100"},
+		{"stem width over the cap", `backbone = "convnet"`, "backbone = \"convnet\"\n  stem_width = 70000", Options{}, "70000", "Invalid value", "stem_width must be between 1 and 65536, got 70000"},
+		{"projector dim over the cap", "dims    = [64, 64]", "dims    = [64, 1000000]", Options{}, "1000000]", "Invalid dims", "dims must be between 1 and 65536, got 1000000"},
+		{"empty projector dims", "dims    = [64, 64]", "dims    = []", Options{}, "[]", "Missing dims", "needs dims"},
 	}
 	tests[1] = struct {
 		name, old, new string
@@ -612,6 +626,8 @@ func TestStudyAndLocalDiagnostics(t *testing.T) {
 		{"variant typo", "study \"s\" {\n  run \"a\" {\n    epoch = 3\n  }\n}\n", "Unsupported argument", `Did you mean "epochs"?`},
 		{"duplicate variant names", "study \"s\" {\n  run \"a\" {}\n  run \"a\" {}\n}\n", "Duplicate run block", "already defined"},
 		{"cyclic locals", "locals {\n  a = local.b\n  b = local.a\n}\n", "Cyclic local value", "depends on itself"},
+		{"too many variants", "study \"s\" {\n  matrix {\n    seed = range(101)\n    epochs = range(1, 101)\n  }\n}\n", "Too many study variants", "10100 variants (1 run x 101 seed x 100 epochs); at most 10000"},
+		{"too many variants, huge axes", "study \"s\" {\n  run \"a\" {}\n  run \"b\" {}\n  matrix {\n    seed = range(1000)\n    epochs = range(1, 1001)\n    batch_size = range(1, 1001)\n  }\n}\n", "Too many study variants", "2000000000 variants (2 runs x 1000 seed x 1000 epochs x 1000 batch_size); at most 10000"},
 		{"variant override error", "study \"s\" {\n  run \"a\" {\n    optimizer {\n      lr = -1\n    }\n  }\n}\n", "Invalid value", "lr must be positive"},
 	}
 	for _, tc := range tests {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/sslrun/sslrun/internal/atomicfile"
 )
 
 // Lock is the checksum lock file beside a pipeline: the sha256 of every
@@ -51,7 +53,8 @@ func ReadLock(path string) (*Lock, error) {
 	return &l, nil
 }
 
-// Write writes the lock file with sorted keys, so that it diffs cleanly.
+// Write writes the lock file with sorted keys, so that it diffs cleanly. It
+// replaces path atomically (see internal/atomicfile) with mode 0644.
 func (l *Lock) Write(path string) error {
 	names := make([]string, 0, len(l.Plugins))
 	for n := range l.Plugins {
@@ -69,7 +72,9 @@ func (l *Lock) Write(path string) error {
 		fmt.Fprintf(&buf, "\n    %s: %s", k, v)
 	}
 	buf.WriteString("\n  }\n}\n")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+	// Atomic: a crash mid-write must not leave a truncated lock file, which
+	// would make every pinned plugin fail its checksum.
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write lock file %s: %w", path, err)
 	}
 	return nil

@@ -12,12 +12,11 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/sslrun/sslrun/core/rundb"
+	"github.com/sslrun/sslrun/internal/atomicfile"
 )
 
 // Plot is one metric plotted against epoch.
@@ -70,26 +69,13 @@ func Write(ctx context.Context, w io.Writer, db *rundb.DB, opts Options) error {
 	return err
 }
 
-// WriteFile renders the report to path atomically (a temporary file in the
-// same directory, renamed into place), so a failed render never leaves half
-// a report.
+// WriteFile renders the report to path atomically (see internal/atomicfile),
+// so a failed render never leaves half a report. The file gets mode 0644.
 func WriteFile(ctx context.Context, path string, db *rundb.DB, opts Options) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".report-*.html")
+	err := atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
+		return Write(ctx, w, db, opts)
+	})
 	if err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := Write(ctx, f, db, opts); err != nil {
-		f.Close()
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("report %s: %w", path, err)
 	}
 	return nil

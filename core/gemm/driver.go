@@ -2,7 +2,6 @@ package gemm
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/sslrun/sslrun/core/parallel"
@@ -40,7 +39,7 @@ var (
 var parallelFlops = 1 << 23
 
 // driver holds one Sgemm call's arguments, its packing buffers and the
-// Task value handed to core/parallel. It is recycled through a sync.Pool
+// Task value handed to core/parallel. It is recycled through a free list
 // so that steady-state calls allocate nothing.
 type driver struct {
 	transA, transB bool
@@ -108,15 +107,15 @@ const (
 
 type teamTask struct{ d *driver }
 
-var drivers = sync.Pool{New: func() any {
+var drivers = parallel.NewFreeList(16, func() *driver {
 	d := new(driver)
 	d.team.d = d
 	return d
-}}
+})
 
 // sgemm is Sgemm for m, n, k > 0 and alpha != 0 with checked arguments.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	d := drivers.Get().(*driver)
+	d := drivers.Get()
 	d.transA, d.transB = transA, transB
 	d.m, d.n, d.k = m, n, k
 	d.alpha = alpha

@@ -3,7 +3,6 @@ package kernel
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/sslrun/sslrun/core/parallel"
 )
@@ -63,7 +62,7 @@ type bnTask struct {
 	accumulate bool
 }
 
-var bnPool = sync.Pool{New: func() any { return new(bnTask) }}
+var bnPool = parallel.NewFreeList(16, func() *bnTask { return new(bnTask) })
 
 func (t *bnTask) run() {
 	m := t.n * t.hw
@@ -108,7 +107,7 @@ func BatchNormTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMe
 	needLen("saveInvStd", saveInvStd, c, false)
 	needLen("runMean", runMean, c, true)
 	needLen("runVar", runVar, c, true)
-	t := bnPool.Get().(*bnTask)
+	t := bnPool.Get()
 	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
 		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,
 		momentum: float64(momentum), eps: float64(eps)}
@@ -126,7 +125,7 @@ func BatchNormEval(n, c, hw int, x, gamma, beta, runMean, runVar, y []float32, e
 	needLen("beta", beta, c, true)
 	needLen("runMean", runMean, c, false)
 	needLen("runVar", runVar, c, false)
-	t := bnPool.Get().(*bnTask)
+	t := bnPool.Get()
 	*t = bnTask{mode: bnEval, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
 		rm: runMean, rv: runVar, eps: float64(eps)}
 	t.run()
@@ -154,7 +153,7 @@ func BatchNormBackward(n, c, hw int, x, dy, gamma, saveMean, saveInvStd, dx, dga
 	needLen("saveInvStd", saveInvStd, c, false)
 	needLen("dgamma", dgamma, c, true)
 	needLen("dbeta", dbeta, c, true)
-	t := bnPool.Get().(*bnTask)
+	t := bnPool.Get()
 	*t = bnTask{mode: bnBackward, n: n, c: c, hw: hw, x: x, dy: dy, dx: dx, gamma: gamma,
 		mean: saveMean, inv: saveInvStd, dgamma: dgamma, dbeta: dbeta, accumulate: accumulate}
 	t.run()
@@ -177,7 +176,7 @@ func BatchNormEvalBackward(n, c, hw int, x, dy, gamma, runMean, runVar []float32
 	if dgamma != nil {
 		needLen("x", x, n*c*hw, false)
 	}
-	t := bnPool.Get().(*bnTask)
+	t := bnPool.Get()
 	*t = bnTask{mode: bnEvalBackward, n: n, c: c, hw: hw, x: x, dy: dy, dx: dx, gamma: gamma,
 		rm: runMean, rv: runVar, eps: float64(eps), dgamma: dgamma, dbeta: dbeta, accumulate: accumulate}
 	t.run()

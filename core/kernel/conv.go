@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/sslrun/sslrun/core/gemm"
 	"github.com/sslrun/sslrun/core/parallel"
@@ -118,7 +117,7 @@ type Workspace struct {
 }
 
 // wsPool backs kernel calls made with a nil *Workspace.
-var wsPool = sync.Pool{New: func() any { return new(Workspace) }}
+var wsPool = parallel.NewFreeList(16, func() *Workspace { return new(Workspace) })
 
 // group returns how many images of g the Workspace processes per GEMM.
 func (ws *Workspace) group(g ConvGeom) int {
@@ -192,7 +191,7 @@ func getWS(ws *Workspace) (*Workspace, bool) {
 	if ws != nil {
 		return ws, false
 	}
-	return wsPool.Get().(*Workspace), true
+	return wsPool.Get(), true
 }
 
 // Conv2DForward computes y = conv(x, w) for the geometry g, overwriting y.

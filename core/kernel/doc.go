@@ -10,7 +10,7 @@
 //     convolutions (im2col matrices) comes from a reusable Workspace that
 //     grows on first use, so steady-state calls allocate nothing.
 //   - Work is split across core/parallel's workers with Task values that
-//     live in the Workspace or in sync.Pools, never in per-call closures.
+//     live in the Workspace or in parallel.FreeLists, never in per-call closures.
 //   - Backward functions take an accumulate flag: false overwrites the
 //     gradient buffers, true adds into them (what reverse-mode autodiff
 //     needs when a tensor feeds several consumers).

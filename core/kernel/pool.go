@@ -3,7 +3,6 @@ package kernel
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/sslrun/sslrun/core/parallel"
 )
@@ -79,7 +78,7 @@ type poolTask struct {
 	accumulate bool
 }
 
-var poolPool = sync.Pool{New: func() any { return new(poolTask) }}
+var poolPool = parallel.NewFreeList(16, func() *poolTask { return new(poolTask) })
 
 func runPool(t *poolTask, planes, perPlane int) {
 	parallel.Run(planes, grainFor(perPlane), t)
@@ -96,7 +95,7 @@ func MaxPool2DForward(p PoolGeom, x, y []float32, argmax []int32) {
 	if len(argmax) < p.YLen() {
 		panic(fmt.Sprintf("kernel: argmax has %d elements, need %d", len(argmax), p.YLen()))
 	}
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: maxFwd, p: p, x: x, y: y, idx: argmax}
 	runPool(t, p.N*p.C, p.H*p.W)
 }
@@ -108,7 +107,7 @@ func MaxPool2DBackward(p PoolGeom, dy []float32, argmax []int32, dx []float32, a
 	if len(argmax) < p.YLen() {
 		panic(fmt.Sprintf("kernel: argmax has %d elements, need %d", len(argmax), p.YLen()))
 	}
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: maxBwd, p: p, x: dx, y: dy, idx: argmax, accumulate: accumulate}
 	runPool(t, p.N*p.C, p.H*p.W)
 }
@@ -118,7 +117,7 @@ func MaxPool2DBackward(p PoolGeom, dy []float32, argmax []int32, dx []float32, a
 // in-bounds elements divided by KH*KW.
 func AvgPool2DForward(p PoolGeom, x, y []float32) {
 	p.mustValidate(len(x), len(y))
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: avgFwd, p: p, x: x, y: y}
 	runPool(t, p.N*p.C, p.H*p.W)
 }
@@ -127,7 +126,7 @@ func AvgPool2DForward(p PoolGeom, x, y []float32) {
 // elements. With accumulate false dx is overwritten, otherwise added to.
 func AvgPool2DBackward(p PoolGeom, dy, dx []float32, accumulate bool) {
 	p.mustValidate(len(dx), len(dy))
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: avgBwd, p: p, x: dx, y: dy, accumulate: accumulate}
 	runPool(t, p.N*p.C, p.H*p.W)
 }
@@ -136,7 +135,7 @@ func AvgPool2DBackward(p PoolGeom, dy, dx []float32, accumulate bool) {
 // (overwritten), accumulating in float64.
 func GlobalAvgPoolForward(n, c, hw int, x, y []float32) {
 	gapCheck(n, c, hw, len(x), len(y))
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: gapFwd, p: PoolGeom{N: n, C: c, H: 1, W: hw}, x: x, y: y}
 	runPool(t, n*c, hw)
 }
@@ -145,7 +144,7 @@ func GlobalAvgPoolForward(n, c, hw int, x, y []float32) {
 // accumulate is true.
 func GlobalAvgPoolBackward(n, c, hw int, dy, dx []float32, accumulate bool) {
 	gapCheck(n, c, hw, len(dx), len(dy))
-	t := poolPool.Get().(*poolTask)
+	t := poolPool.Get()
 	*t = poolTask{mode: gapBwd, p: PoolGeom{N: n, C: c, H: 1, W: hw}, x: dx, y: dy, accumulate: accumulate}
 	runPool(t, n*c, hw)
 }

@@ -3,7 +3,6 @@ package kernel
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/sslrun/sslrun/core/parallel"
 )
@@ -15,7 +14,7 @@ type reluTask struct {
 	accumulate bool
 }
 
-var reluPool = sync.Pool{New: func() any { return new(reluTask) }}
+var reluPool = parallel.NewFreeList(16, func() *reluTask { return new(reluTask) })
 
 // reluGrain keeps chunks large enough (64K elements) to pay for the
 // hand-off to another worker.
@@ -27,7 +26,7 @@ func ReLUForward(x, y []float32) {
 	if len(y) < len(x) {
 		panic(fmt.Sprintf("kernel: relu output has %d elements, need %d", len(y), len(x)))
 	}
-	t := reluPool.Get().(*reluTask)
+	t := reluPool.Get()
 	*t = reluTask{x: x, y: y}
 	parallel.Run(len(x), reluGrain, t)
 	*t = reluTask{}
@@ -42,7 +41,7 @@ func ReLUBackward(y, dy, dx []float32, accumulate bool) {
 	if len(dy) < len(y) || len(dx) < len(y) {
 		panic(fmt.Sprintf("kernel: relu backward slices y=%d dy=%d dx=%d elements", len(y), len(dy), len(dx)))
 	}
-	t := reluPool.Get().(*reluTask)
+	t := reluPool.Get()
 	*t = reluTask{backward: true, x: dx, y: y, dy: dy, accumulate: accumulate}
 	parallel.Run(len(y), reluGrain, t)
 	*t = reluTask{}

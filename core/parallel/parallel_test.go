@@ -95,3 +95,17 @@ func BenchmarkRunOverhead(b *testing.B) {
 		Run(len(task.data), 1, task)
 	}
 }
+
+func TestFreeListSurvivesGC(t *testing.T) {
+	made := 0
+	fl := NewFreeList(4, func() *[64]byte { made++; return new([64]byte) })
+	v := fl.Get()
+	fl.Put(v)
+	allocs := testing.AllocsPerRun(50, func() {
+		fl.Put(fl.Get())
+		runtime.GC()
+	})
+	if allocs != 0 || made != 1 {
+		t.Fatalf("allocs per Get/Put = %v, values made = %d; want 0 and 1", allocs, made)
+	}
+}

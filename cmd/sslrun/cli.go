@@ -100,7 +100,7 @@ func normalizeArgs(args []string) []string {
 			copy(out[i:], args[i:])
 			break
 		}
-		for _, long := range []string{"var", "var-file", "check", "only", "protocol", "stop-on-collapse", "stop-after-steps", "no-color", "no-db", "log-json", "log-level"} {
+		for _, long := range []string{"var", "var-file", "check", "only", "protocol", "stop-on-collapse", "stop-after-steps", "no-color", "no-db", "log-json", "log-level", "db", "study", "status", "format", "output", "title", "method"} {
 			if a == "-"+long || strings.HasPrefix(a, "-"+long+"=") {
 				out[i] = "-" + a
 			}
@@ -123,7 +123,9 @@ Exit codes: 0 success, 1 a run failed or was interrupted, 2 usage or
 configuration error.`,
 		Example: `  sslrun validate pipelines/quickstart.hcl
   sslrun run pipelines/quickstart.hcl -var epochs=2
-  sslrun resume quickstart-20261130-012345`,
+  sslrun resume quickstart-20261130-012345
+  sslrun compare
+  sslrun report -o report.html`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -132,7 +134,8 @@ configuration error.`,
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "no colour in logs (also NO_COLOR)")
 	root.PersistentFlags().BoolVar(&g.noDB, "no-db", false, "do not record runs in the run database (log only)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &runner.ConfigError{Err: err} })
-	root.AddCommand(newRunCmd(e, &g), newValidateCmd(e), newFmtCmd(e), newResumeCmd(e, &g), newEvalCmd(e, &g), newPluginsCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e, &g), newValidateCmd(e), newFmtCmd(e), newResumeCmd(e, &g), newEvalCmd(e, &g), newPluginsCmd(e), newVersionCmd(e),
+		newRunsCmd(e), newCompareCmd(e), newSQLCmd(e), newReportCmd(e))
 	return root
 }
 

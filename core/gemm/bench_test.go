@@ -5,18 +5,41 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/sslrun/sslrun/core/parallel"
 )
 
-// SSLRUN_GEMM_BLOCKS=mc,kc,nc overrides the cache blocking in benchmarks
-// and SSLRUN_GEMM_PARFLOPS the threading threshold, for tuning on a new
+// SSLRUN_GEMM_BLOCKS=mc,kc,nc overrides the cache blocking in benchmarks,
+// SSLRUN_GEMM_PREPACK=items,rows,floats the item split and size limit of the
+// prepacked driver (prepacked.go; floats=0 forces the phase driver),
+// SSLRUN_GEMM_SHAREDB=1 makes its workers share one packed B,
+// SSLRUN_SPINWAIT (a duration) sets parallel.SetSpinWait and
+// SSLRUN_GEMM_PARFLOPS the threading threshold, for tuning on a new
 // machine.
 func init() {
 	if v := os.Getenv("SSLRUN_GEMM_BLOCKS"); v != "" {
 		if _, err := fmt.Sscanf(v, "%d,%d,%d", &blockMC, &blockKC, &blockNC); err != nil {
 			panic(fmt.Sprintf("SSLRUN_GEMM_BLOCKS=%q: %v", v, err))
 		}
+	}
+	if v := os.Getenv("SSLRUN_GEMM_PREPACK"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d,%d,%d", &prepackItemsPerThread, &prepackMinRows, &prepackMaxFloats); err != nil {
+			panic(fmt.Sprintf("SSLRUN_GEMM_PREPACK=%q: %v", v, err))
+		}
+	}
+	if v := os.Getenv("SSLRUN_SPINWAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			panic(fmt.Sprintf("SSLRUN_SPINWAIT=%q: %v", v, err))
+		}
+		parallel.SetSpinWait(d)
+	}
+	if os.Getenv("SSLRUN_GEMM_NOAFFINITY") == "1" {
+		prepackAffinity = false
+	}
+	if os.Getenv("SSLRUN_GEMM_SHAREDB") == "1" {
+		prepackPrivateB = false
 	}
 	if v := os.Getenv("SSLRUN_GEMM_PARFLOPS"); v != "" {
 		if _, err := fmt.Sscanf(v, "%d", &parallelFlops); err != nil {
@@ -131,5 +154,22 @@ func runBench(b *testing.B, sh benchShape, threads int, generic bool) {
 	// discounts the time the benchmark was descheduled.
 	if cpu > 0 {
 		b.ReportMetric(flops/cpu/1e9, "GFLOP/cpu-s")
+	}
+}
+
+// BenchmarkSgemmShape runs the one shape SSLRUN_GEMM_SHAPE=tA,tB,m,n,k
+// (tA, tB 0 or 1) on 1 and 2 threads, for experiments.
+func BenchmarkSgemmShape(b *testing.B) {
+	v := os.Getenv("SSLRUN_GEMM_SHAPE")
+	if v == "" {
+		b.Skip("SSLRUN_GEMM_SHAPE not set")
+	}
+	var ta, tb, m, n, k int
+	if _, err := fmt.Sscanf(v, "%d,%d,%d,%d,%d", &ta, &tb, &m, &n, &k); err != nil {
+		b.Fatalf("SSLRUN_GEMM_SHAPE=%q: %v", v, err)
+	}
+	sh := benchShape{v, ta != 0, tb != 0, m, n, k}
+	for _, th := range []int{1, 2} {
+		b.Run(fmt.Sprintf("t%d", th), func(b *testing.B) { runBench(b, sh, th, false) })
 	}
 }

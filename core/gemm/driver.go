@@ -84,6 +84,9 @@ type driver struct {
 	betaCall float32
 
 	team teamTask
+
+	pp     prepack // state of the prepacked driver (prepacked.go)
+	ppTask prepackTask
 }
 
 // spinBeforeYield is how many times a waiting worker polls the phase
@@ -110,6 +113,7 @@ type teamTask struct{ d *driver }
 var drivers = parallel.NewFreeList(16, func() *driver {
 	d := new(driver)
 	d.team.d = d
+	d.ppTask.d = d
 	return d
 })
 
@@ -128,6 +132,13 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		threads = parallel.Threads()
 	}
 	d.mcMax, d.kcMax, d.ncMax, d.mbMax = blockMC, blockKC, blockNC, blockMB
+	d.threads, d.betaCall = threads, beta
+	if d.usePrepack(threads) {
+		parallel.Run(threads, 1, &d.ppTask)
+		d.a, d.b, d.c = nil, nil, nil
+		drivers.Put(d)
+		return
+	}
 	if need := roundUp(min(m, d.mbMax), mr) * min(k, d.kcMax); cap(d.bufA) < need {
 		d.bufA = make([]float32, need)
 	}
@@ -300,23 +311,27 @@ func (d *driver) computeTile(t int) {
 // rows×cols tile of C at (i, j). Edge tiles go through a scratch tile on the
 // stack because the kernels always produce a full mr×nr tile.
 func (d *driver) tile(ap, bp []float32, i, j, rows, cols int) {
+	d.tileKB(ap, bp, i, j, rows, cols, d.kb, d.beta)
+}
+
+// tileKB is tile for depth kb and the given beta.
+func (d *driver) tileKB(ap, bp []float32, i, j, rows, cols, kb int, beta float32) {
 	ldc := d.ldc
 	if rows == mr && cols == nr {
 		cc := d.c[i*ldc+j : (i+mr-1)*ldc+j+nr]
 		if d.asm {
-			kernAsm(d.kb, &ap[0], &bp[0], &cc[0], ldc, d.beta)
+			kernAsm(kb, &ap[0], &bp[0], &cc[0], ldc, beta)
 		} else {
-			kernGo(d.kb, ap, bp, cc, ldc, d.beta)
+			kernGo(kb, ap, bp, cc, ldc, beta)
 		}
 		return
 	}
 	var tmp [mr * nr]float32
 	if d.asm {
-		kernAsm(d.kb, &ap[0], &bp[0], &tmp[0], nr, 0)
+		kernAsm(kb, &ap[0], &bp[0], &tmp[0], nr, 0)
 	} else {
-		kernGo(d.kb, ap, bp, tmp[:], nr, 0)
+		kernGo(kb, ap, bp, tmp[:], nr, 0)
 	}
-	beta := d.beta
 	for r := 0; r < rows; r++ {
 		row := d.c[(i+r)*ldc+j : (i+r)*ldc+j+cols]
 		src := tmp[r*nr : r*nr+cols]
@@ -355,11 +370,15 @@ func (d *driver) packATDepth(u int) {
 // cases.
 func (d *driver) packA(ip int) {
 	kb := d.kb
-	dst := d.bufA[ip*mr*kb : (ip+1)*mr*kb]
 	i := d.i0 + ip*mr
-	rows := min(mr, d.i0+d.mb-i)
+	d.packAInto(d.bufA[ip*mr*kb:(ip+1)*mr*kb], i, min(mr, d.i0+d.mb-i), d.p0, kb)
+}
+
+// packAInto packs the rows (at most mr) of op(A) from row i, depth
+// [p0, p0+kb), into the panel dst of mr*kb values, as packA describes.
+func (d *driver) packAInto(dst []float32, i, rows, p0, kb int) {
 	alpha := d.alpha
-	a, lda, p0 := d.a, d.lda, d.p0
+	a, lda := d.a, d.lda
 	if d.transA {
 		// op(A)[i][p] = a[p*lda+i]: each depth step is a short contiguous run.
 		for p := 0; p < kb; p++ {
@@ -411,10 +430,15 @@ func (d *driver) packA(ip int) {
 // last column.
 func (d *driver) packB(jp int) {
 	kb := d.kb
-	dst := d.bufB[jp*nr*kb : (jp+1)*nr*kb]
 	j := d.j0 + jp*nr
-	cols := min(nr, d.j0+d.nb-j)
-	b, ldb, p0 := d.b, d.ldb, d.p0
+	d.packBInto(d.bufB[jp*nr*kb:(jp+1)*nr*kb], j, min(nr, d.j0+d.nb-j), d.p0, kb)
+}
+
+// packBInto packs the cols (at most nr) columns of op(B) from column j,
+// depth [p0, p0+kb), into the panel dst of nr*kb values, as packB
+// describes.
+func (d *driver) packBInto(dst []float32, j, cols, p0, kb int) {
+	b, ldb := d.b, d.ldb
 	if !d.transB {
 		// op(B)[p][j] = b[p*ldb+j]: rows of the panel are contiguous.
 		if cols == nr {

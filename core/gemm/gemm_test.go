@@ -111,6 +111,7 @@ type config struct {
 	name    string
 	generic bool
 	threads int
+	driver  string // 2 threads: "" (default choice), "phases" or "sharedB"
 }
 
 func configs() []config {
@@ -124,8 +125,15 @@ func configs() []config {
 			if generic {
 				name = "go"
 			}
-			cs = append(cs, config{fmt.Sprintf("%s/threads=%d", name, th), generic, th})
+			cs = append(cs, config{fmt.Sprintf("%s/threads=%d", name, th), generic, th, ""})
 		}
+	}
+	if HasAsmKernel() {
+		// The prepacked driver takes every 2-thread product small enough;
+		// cover the phase driver (for the large ones) and shared packing.
+		cs = append(cs,
+			config{"asm/threads=2/phases", false, 2, "phases"},
+			config{"asm/threads=2/sharedB", false, 2, "sharedB"})
 	}
 	return cs
 }
@@ -136,13 +144,21 @@ func with(c config, f func()) {
 	prevG := ForceGeneric(c.generic)
 	prevT := parallel.SetThreads(c.threads)
 	prevF := parallelFlops
+	prevP, prevS := prepackMaxFloats, prepackPrivateB
 	if c.threads > 1 {
 		parallelFlops = 0
+	}
+	switch c.driver {
+	case "phases":
+		prepackMaxFloats = 0
+	case "sharedB":
+		prepackPrivateB = false
 	}
 	defer func() {
 		ForceGeneric(prevG)
 		parallel.SetThreads(prevT)
 		parallelFlops = prevF
+		prepackMaxFloats, prepackPrivateB = prevP, prevS
 	}()
 	f()
 }
@@ -356,4 +372,25 @@ func TestSgemmDoesNotAllocate(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSgemmPrepackOneThread covers the A^T products with n <= m above the
+// threading threshold, which take the prepacked driver on one thread too.
+func TestSgemmPrepackOneThread(t *testing.T) {
+	if !HasAsmKernel() {
+		t.Skip("the prepacked driver needs the assembly kernel")
+	}
+	shapes := [][3]int{{300, 100, 200}, {257, 250, 131}, {96, 96, 600}}
+	with(config{"asm/threads=1", false, 1, ""}, func() {
+		rng := rand.New(rand.NewPCG(6, 0))
+		for i, sh := range shapes {
+			if 2*sh[0]*sh[1]*sh[2] < parallelFlops {
+				t.Fatalf("shape %v is below the threading threshold", sh)
+			}
+			for _, transB := range []bool{false, true} {
+				s := scalars[(i+1)%len(scalars)]
+				newProblem(rng, true, transB, sh[0], sh[1], sh[2], 3, s.alpha, s.beta).check(t, "asm/threads=1")
+			}
+		}
+	})
 }

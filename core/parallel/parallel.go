@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Task is a loop body over the half-open index range [lo, hi).
@@ -53,6 +54,10 @@ var (
 	threads   atomic.Int32
 	startOnce sync.Once
 	work      chan item
+	// wake holds tokens that unpark idle workers. Workers never block
+	// on work itself: a send on a channel with a blocked receiver hands
+	// the item to that (parked) receiver, bypassing a worker that polls.
+	wake chan struct{}
 	// batches is a free list rather than a sync.Pool: a GC empties a
 	// Pool, and a kernel that allocates after every collection breaks the
 	// zero-allocation guarantee of a training step.
@@ -73,18 +78,95 @@ func SetThreads(n int) int {
 	return int(threads.Swap(int32(n)))
 }
 
+// spinWait (nanoseconds) is how long an idle worker keeps polling for work
+// before it parks, and how long Run polls for its chunks to finish before
+// it blocks. Waking a parked goroutine costs a futex wake of an idle OS
+// thread, which on a VM whose idle vCPU has halted took 0.2-0.4 ms
+// (measured on the 2-vCPU EPYC VM: the second worker of a 5 ms GEMM
+// started that late), more than a whole work item of a mid-sized kernel;
+// kernels called back to back find a polling worker instead. OpenMP
+// runtimes do the same (libgomp spins for a while, GOMP_SPINCOUNT, before
+// sleeping).
+var spinWait atomic.Int64
+
+func init() { spinWait.Store(int64(500 * time.Microsecond)) }
+
+// SetSpinWait sets how long idle workers poll for work before they park,
+// and Run for its chunks before it blocks (0 disables polling), and
+// returns the previous value. Polling trades idle CPU time for a faster
+// start of the next parallel call.
+func SetSpinWait(d time.Duration) time.Duration {
+	return time.Duration(spinWait.Swap(int64(max(d, 0))))
+}
+
+// spinners counts the idle workers polling for work; at most
+// GOMAXPROCS-1 poll, so that a polling worker never holds the last P that
+// the goroutine calling Run needs.
+var spinners atomic.Int32
+
 func start() {
 	n := runtime.NumCPU()
 	if n < 2 {
 		n = 2
 	}
 	work = make(chan item, 16*n)
+	wake = make(chan struct{}, n)
 	for i := 0; i < n; i++ {
-		go func() {
-			for it := range work {
-				it.run()
+		go worker()
+	}
+}
+
+func worker() {
+	for {
+		select {
+		case it := <-work:
+			it.run()
+			continue
+		default:
+		}
+		if it, ok := spinForWork(); ok {
+			it.run()
+			continue
+		}
+		// A Run that saw this worker polling sent no token; look once
+		// more before parking so that its item is not left to its caller.
+		select {
+		case it := <-work:
+			it.run()
+			continue
+		default:
+		}
+		<-wake
+	}
+}
+
+// spinForWork polls the queue for up to spinWait, if no more than
+// GOMAXPROCS-1 workers are polling already.
+func spinForWork() (item, bool) {
+	d := time.Duration(spinWait.Load())
+	if d <= 0 {
+		return item{}, false
+	}
+	if spinners.Add(1) > int32(runtime.GOMAXPROCS(0)-1) {
+		spinners.Add(-1)
+		return item{}, false
+	}
+	defer spinners.Add(-1)
+	start := time.Now()
+	for i := 1; ; i++ {
+		select {
+		case it := <-work:
+			return it, true
+		default:
+		}
+		if i%64 == 0 {
+			if time.Since(start) > d {
+				return item{}, false
 			}
-		}()
+			// Let a goroutine that this P should run (the Run caller
+			// woken by a finished batch, say) have it.
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -117,14 +199,26 @@ func Run(n, grain int, t Task) {
 	startOnce.Do(start)
 	b := getBatch()
 	b.pending.Store(int32(chunks - 1))
+	queued := 0
 	for lo := size; lo < n; lo += size {
 		it := item{t: t, lo: lo, hi: min(lo+size, n), b: b}
 		select {
 		case work <- it:
+			queued++
 		default:
 			// The queue is full, possibly of work whose owners are all
 			// waiting inside nested Runs: run it here rather than block.
 			it.run()
+		}
+	}
+	// Wake parked workers for the items that polling workers will not
+	// take. A spare token only makes a worker look and park again; a
+	// missing one only leaves an item for this goroutine to run below.
+	for w := queued - int(spinners.Load()); w > 0; w-- {
+		select {
+		case wake <- struct{}{}:
+		default:
+			w = 0
 		}
 	}
 	t.Do(0, size)
@@ -136,6 +230,27 @@ func Run(n, grain int, t Task) {
 		default:
 		}
 		break
+	}
+	// Poll for the other chunks to finish rather than block at once: the
+	// token then finds this goroutine running instead of having to wake
+	// its thread (see spinWait).
+	if d := time.Duration(spinWait.Load()); d > 0 && b.pending.Load() > 0 {
+		start := time.Now()
+		for i := 1; b.pending.Load() > 0; i++ {
+			select {
+			case it := <-work:
+				// A chunk nobody took (see the wake tokens above).
+				it.run()
+				continue
+			default:
+			}
+			if i%64 == 0 {
+				if time.Since(start) > d {
+					break
+				}
+				runtime.Gosched()
+			}
+		}
 	}
 	// Every chunk is finished or running elsewhere; the last to finish
 	// sends exactly one token, so receiving it leaves the batch reusable.

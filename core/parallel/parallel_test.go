@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 type sumTask struct {
@@ -107,5 +108,39 @@ func TestFreeListSurvivesGC(t *testing.T) {
 	})
 	if allocs != 0 || made != 1 {
 		t.Fatalf("allocs per Get/Put = %v, values made = %d; want 0 and 1", allocs, made)
+	}
+}
+
+// TestSpinWaitSettings runs nested loops with polling off, short and
+// default: with polling off every item needs a wake token, with a short
+// poll the workers keep timing out and parking between calls, which
+// exercises the hand-over between polling and parked workers.
+func TestSpinWaitSettings(t *testing.T) {
+	prevT := SetThreads(4)
+	defer SetThreads(prevT)
+	def := SetSpinWait(0)
+	SetSpinWait(def)
+	for _, tc := range []struct {
+		name string
+		d    time.Duration
+	}{{"off", 0}, {"1us", time.Microsecond}, {"default", def}} {
+		t.Run(tc.name, func(t *testing.T) {
+			prev := SetSpinWait(tc.d)
+			defer SetSpinWait(prev)
+			for rep := 0; rep < 200; rep++ {
+				var total atomic.Int64
+				For(8, 1, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						For(50, 1, func(lo, hi int) { total.Add(int64(hi - lo)) })
+					}
+				})
+				if got := total.Load(); got != 400 {
+					t.Fatalf("rep %d: total = %d, want 400", rep, got)
+				}
+				if rep%50 == 0 {
+					time.Sleep(time.Millisecond) // let polling workers park
+				}
+			}
+		})
 	}
 }

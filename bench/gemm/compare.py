@@ -54,6 +54,13 @@ def shapes():
               (f"w2wgrad_conv{i+1}", False, True, cout, cin * 9, cols)]   # dW = dY col^T
         if i > 0:
             s.append((f"w2dgrad_conv{i+1}", True, False, cin * 9, cols, cout))  # dcol = W^T dY
+    b3 = 128  # W3: projector/predictor layers, and each stage's 3x3 conv as batched im2col
+    for inp, out in ((512, 2048), (2048, 2048), (2048, 512)):
+        s += [(f"w3fwd_{inp}x{out}", False, True, b3, out, inp),
+              (f"w3wgrad_{inp}x{out}", True, False, out, inp, b3),
+              (f"w3dgrad_{inp}x{out}", False, False, b3, inp, out)]
+    for i, (c, hw) in enumerate(((64, 32), (128, 16), (256, 8), (512, 4))):
+        s.append((f"w3fwd_stage{i+1}", False, False, c, b3 * hw * hw, c * 9))
     return s
 
 

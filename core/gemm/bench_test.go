@@ -93,6 +93,20 @@ func benchShapes() []benchShape {
 			s = append(s, benchShape{fmt.Sprintf("w2dgrad_conv%d", i+1), true, false, cin * 9, cols, cout})
 		}
 	}
+	// W3 (CIFAR ResNet-18, batch 128): the projector and predictor layers,
+	// and the 3x3 convolution of each stage as one batched im2col GEMM.
+	const b3 = 128
+	for _, l := range [][2]int{{512, 2048}, {2048, 2048}, {2048, 512}} {
+		in, out := l[0], l[1]
+		s = append(s,
+			benchShape{fmt.Sprintf("w3fwd_%dx%d", in, out), false, true, b3, out, in},
+			benchShape{fmt.Sprintf("w3wgrad_%dx%d", in, out), true, false, out, in, b3},
+			benchShape{fmt.Sprintf("w3dgrad_%dx%d", in, out), false, false, b3, in, out})
+	}
+	for i, l := range [][2]int{{64, 32}, {128, 16}, {256, 8}, {512, 4}} {
+		c, hw := l[0], l[1]
+		s = append(s, benchShape{fmt.Sprintf("w3fwd_stage%d", i+1), false, false, c, b3 * hw * hw, c * 9})
+	}
 	return s
 }
 

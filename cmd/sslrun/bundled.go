@@ -4,6 +4,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/sslrun/sslrun/core/autodiff"
+	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/runner"
 	"github.com/sslrun/sslrun/core/train"
 	"github.com/sslrun/sslrun/plugins/byol"
@@ -21,6 +22,12 @@ import (
 // (Packer-style, re-executing this binary) and external plugins register
 // the same way; the runner only sees runner.LossFactory.
 func registerBundled() {
+	// The same losses as go-plugin plugins, served by re-executing sslrun
+	// (see main); plugin.Host.Launch(LaunchSpec{Bundled: name}) starts one.
+	plugin.Bundled["simsiam"] = simsiam.Plugin
+	plugin.Bundled["simclr"] = simclr.NTXentPlugin
+	plugin.Bundled["triplet"] = simclr.TripletPlugin
+	plugin.Bundled["byol"] = byol.Plugin
 	runner.RegisterLoss("simsiam", func(v cty.Value) (runner.LossSpec, train.LossFunc, error) {
 		c, err := simsiam.ParseConfig(v)
 		if err != nil {

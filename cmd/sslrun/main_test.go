@@ -5,18 +5,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/runner"
 	"github.com/sslrun/sslrun/core/safetensors"
 )
 
 func TestMain(m *testing.M) {
 	registerBundled()
+	// Launched by a test host as a bundled plugin: serve it, as main does.
+	if name, ok := plugin.BundledName(); ok {
+		if err := plugin.ServeBundled(name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -9,20 +9,22 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sslrun/sslrun/core/rundb"
 )
 
-// Status is a run's state, with core/rundb's names.
-type Status string
+// Status is a run's state; the runner uses the run database's states.
+type Status = rundb.Status
 
 // Run states. KILLED is a run stopped on request (Ctrl-C) with a checkpoint:
 // `sslrun resume` continues it. CRASHED is set by the database for a run
 // whose process died without finishing.
 const (
-	StatusRunning  Status = "RUNNING"
-	StatusFinished Status = "FINISHED"
-	StatusFailed   Status = "FAILED"
-	StatusKilled   Status = "KILLED"
-	StatusCrashed  Status = "CRASHED"
+	StatusRunning  = rundb.StatusRunning
+	StatusFinished = rundb.StatusFinished
+	StatusFailed   = rundb.StatusFailed
+	StatusKilled   = rundb.StatusKilled
+	StatusCrashed  = rundb.StatusCrashed
 )
 
 // RunInfo describes a run to a Recorder when it starts or resumes.

@@ -176,5 +176,5 @@ func (r *dbRecorder) LogArtifact(kind, path string, step int64) error {
 // Finish records resumability and the final status, flushing the metrics.
 func (r *dbRecorder) Finish(status Status, resumable bool, runErr error) error {
 	err := r.run.SetResumable(r.ctx, resumable)
-	return errors.Join(err, r.run.Finish(rundb.Status(status), runErr))
+	return errors.Join(err, r.run.Finish(status, runErr))
 }

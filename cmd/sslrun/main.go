@@ -18,13 +18,7 @@ func main() {
 	registerBundled()
 	// A host re-executes this binary to serve a bundled plugin (Packer's
 	// pattern), so a fresh clone needs no separate plugin builds.
-	if name, ok := plugin.BundledName(); ok {
-		if err := plugin.ServeBundled(name); err != nil {
-			fmt.Fprintln(os.Stderr, "sslrun:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	plugin.ServeIfBundled()
 	// The first SIGINT/SIGTERM cancels the context: the runner stops after
 	// the current step and writes a checkpoint. Restoring the default
 	// handling right away lets a second Ctrl-C kill the process.

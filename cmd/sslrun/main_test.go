@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,13 +19,7 @@ import (
 func TestMain(m *testing.M) {
 	registerBundled()
 	// Launched by a test host as a bundled plugin: serve it, as main does.
-	if name, ok := plugin.BundledName(); ok {
-		if err := plugin.ServeBundled(name); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	plugin.ServeIfBundled()
 	os.Exit(m.Run())
 }
 

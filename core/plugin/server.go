@@ -89,6 +89,22 @@ type reattachInfo struct {
 	Protocol int    `json:"protocol_version"`
 }
 
+// ServeIfBundled returns at once unless this process was started by a host
+// to serve a bundled plugin; then it serves it and exits the process (status
+// 1 on failure). A main, or a TestMain whose test binary hosts re-execute,
+// calls it first thing after filling Bundled.
+func ServeIfBundled() {
+	name, ok := BundledName()
+	if !ok {
+		return
+	}
+	if err := ServeBundled(name); err != nil {
+		fmt.Fprintf(os.Stderr, "plugin %s: %v\n", name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // ServeBundled serves the bundled plugin registered under name until the
 // host closes it.
 func ServeBundled(name string) error {

@@ -56,13 +56,7 @@ func TestMain(m *testing.M) {
 	for n, f := range fixtures {
 		plugin.Bundled[n] = f
 	}
-	if name, ok := plugin.BundledName(); ok {
-		if err := plugin.ServeBundled(name); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	plugin.ServeIfBundled()
 	os.Exit(m.Run())
 }
 

@@ -44,7 +44,7 @@ func HasAsmKernel() bool { return hasAsm }
 // shape: those are programmer errors, and the assembly kernel must never be
 // handed a short slice.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	check(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	CheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
 	}
@@ -55,8 +55,12 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// check panics when the arguments cannot describe valid matrices.
-func check(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+// CheckArgs panics when Sgemm's arguments cannot describe valid matrices:
+// a negative dimension, a stride below a row's width, or a slice too short
+// for its matrix. Other implementations of the same signature (the
+// openblas comparison package) use it too, since they would read out of
+// bounds.
+func CheckArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("gemm: negative dimension m=%d n=%d k=%d", m, n, k))
 	}

@@ -9,8 +9,9 @@ package openblas
 import "C"
 
 import (
-	"fmt"
 	"unsafe"
+
+	"github.com/sslrun/sslrun/core/gemm"
 )
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C exactly as core/gemm.Sgemm
@@ -19,7 +20,7 @@ import (
 // arguments cannot describe valid matrices, since OpenBLAS would read out of
 // bounds.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	checkArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	gemm.CheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
 	}
@@ -49,27 +50,3 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 
 // SetThreads sets the number of threads OpenBLAS uses.
 func SetThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
-
-func checkArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("openblas: negative dimension m=%d n=%d k=%d", m, n, k))
-	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
-	for _, x := range []struct {
-		name       string
-		rows, cols int
-		s          []float32
-		ld         int
-	}{{"A", ar, ac, a, lda}, {"B", br, bc, b, ldb}, {"C", m, n, c, ldc}} {
-		if x.ld < max(1, x.cols) || (x.rows > 0 && x.cols > 0 && len(x.s) < (x.rows-1)*x.ld+x.cols) {
-			panic(fmt.Sprintf("openblas: %s is %d×%d with stride %d but has %d elements", x.name, x.rows, x.cols, x.ld, len(x.s)))
-		}
-	}
-}

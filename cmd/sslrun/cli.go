@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 
 	"github.com/sslrun/sslrun/core/pipeline"
+	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/runner"
 )
 
@@ -40,10 +44,29 @@ type env struct {
 
 // globalFlags are the root command's persistent flags.
 type globalFlags struct {
-	logLevel string
-	logJSON  bool
-	noColor  bool
-	noDB     bool
+	logLevel   string
+	logJSON    bool
+	noColor    bool
+	noDB       bool
+	inProcess  bool
+	pluginDirs []string
+}
+
+// pluginOpts applies the plugin flags to o.
+func (g *globalFlags) pluginOpts(o *runner.Options) {
+	o.InProcess = g.inProcess
+	o.PluginDirs = append(o.PluginDirs, g.pluginDirs...)
+}
+
+// parseOpts are the options a command that only parses pipelines starts
+// plugins with.
+func (g *globalFlags) parseOpts(e env) runner.Options {
+	var o runner.Options
+	g.pluginOpts(&o)
+	if e.runOpts != nil {
+		e.runOpts(&o)
+	}
+	return o
 }
 
 // usageError marks an error as a usage error (exit code 2).
@@ -100,7 +123,7 @@ func normalizeArgs(args []string) []string {
 			copy(out[i:], args[i:])
 			break
 		}
-		for _, long := range []string{"var", "var-file", "check", "only", "protocol", "stop-on-collapse", "stop-after-steps", "no-color", "no-db", "log-json", "log-level", "db", "study", "status", "format", "output", "title", "method"} {
+		for _, long := range []string{"var", "var-file", "check", "only", "protocol", "stop-on-collapse", "stop-after-steps", "no-color", "no-db", "log-json", "log-level", "in-process", "plugin-dir", "db", "study", "status", "format", "output", "title", "method"} {
 			if a == "-"+long || strings.HasPrefix(a, "-"+long+"=") {
 				out[i] = "-" + a
 			}
@@ -133,8 +156,10 @@ configuration error.`,
 	root.PersistentFlags().BoolVar(&g.logJSON, "log-json", false, "log JSON lines even on a terminal (no progress bars)")
 	root.PersistentFlags().BoolVar(&g.noColor, "no-color", false, "no colour in logs (also NO_COLOR)")
 	root.PersistentFlags().BoolVar(&g.noDB, "no-db", false, "do not record runs in the run database (log only)")
+	root.PersistentFlags().BoolVar(&g.inProcess, "in-process", false, "run the bundled plugins in this process instead of as subprocesses (same results; for debugging and benchmarks)")
+	root.PersistentFlags().StringArrayVar(&g.pluginDirs, "plugin-dir", nil, "also look for external plugins (sslrun-plugin-NAME) in this directory (repeatable; ./plugins beside the pipeline is always searched)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &runner.ConfigError{Err: err} })
-	root.AddCommand(newRunCmd(e, &g), newValidateCmd(e), newFmtCmd(e), newResumeCmd(e, &g), newEvalCmd(e, &g), newPluginsCmd(e), newVersionCmd(e),
+	root.AddCommand(newRunCmd(e, &g), newValidateCmd(e, &g), newFmtCmd(e), newResumeCmd(e, &g), newEvalCmd(e, &g), newPluginsCmd(e, &g), newVersionCmd(e),
 		newRunsCmd(e), newCompareCmd(e), newSQLCmd(e), newReportCmd(e))
 	return root
 }
@@ -165,6 +190,7 @@ func newSession(e env, g *globalFlags) (*session, error) {
 	}
 	s.opts.Log = runner.NewLogger(w, console, g.noColor, lvl)
 	s.opts.Progress = s.progress
+	g.pluginOpts(&s.opts)
 	if !g.noDB {
 		s.dbs = runner.NewDBRecorders(s.opts.Log)
 		s.opts.Recorder = s.dbs.Factory
@@ -222,9 +248,17 @@ func newRunCmd(e env, g *globalFlags) *cobra.Command {
 		Long: `Run trains the run of a pipeline, or every run of a study in order. Each run
 gets a directory next to the database (checkpoints/<run-id>) with its
 checkpoints and state. Ctrl-C stops after the current step, writes a checkpoint
-and leaves the run resumable with 'sslrun resume'; a second Ctrl-C aborts.`,
+and leaves the run resumable with 'sslrun resume'; a second Ctrl-C aborts.
+
+The encoder, the loss and the analyzers are plugins: the bundled ones run as
+subprocesses of this binary (--in-process runs them in this process, with the
+same results); external ones are executables found in ./plugins beside the
+pipeline (or --plugin-dir) or named by path, pinned by sha256 in the lock file
+beside the pipeline (sslrun plugins lock). A plugin that crashes or hangs fails
+the run with an error naming it.`,
 		Example: `  sslrun run pipelines/quickstart.hcl
   sslrun run pipelines/quickstart.hcl -var epochs=10 -var seed=1
+  sslrun run --in-process pipelines/quickstart.hcl
   sslrun run pipelines/methods_fashion.hcl --only simsiam-seed0 --only byol-seed0`,
 		Args: minArgs(1, "pipeline file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -232,7 +266,7 @@ and leaves the run resumable with 'sslrun resume'; a second Ctrl-C aborts.`,
 			if err != nil {
 				return err
 			}
-			pl, err := runner.ParsePipeline(src, nil, e.stderr)
+			pl, err := runner.Parse(src, g.parseOpts(e), e.stderr)
 			if err != nil {
 				return err
 			}
@@ -322,14 +356,15 @@ func printResults(w io.Writer, results []*runner.Result) {
 	}
 }
 
-func newValidateCmd(e env) *cobra.Command {
+func newValidateCmd(e env, g *globalFlags) *cobra.Command {
 	var vf varFlags
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check pipeline files and list the runs they resolve to",
 		Long: `Validate parses the pipeline files (read together as one pipeline), checks
-every block against its schema and the plugins available in this binary, and
-prints all errors at once with file:line:column. It trains nothing. Exit code
+every block against its schema (each plugin block against the schema the
+plugin itself serves: the plugins named are started to ask them), and prints
+all errors at once with file:line:column. It trains nothing. Exit code
 2 when there is any error.`,
 		Example: `  sslrun validate pipelines/quickstart.hcl
   sslrun validate pipelines/methods_fashion.hcl -var epochs=1`,
@@ -339,7 +374,7 @@ prints all errors at once with file:line:column. It trains nothing. Exit code
 			if err != nil {
 				return err
 			}
-			pl, err := runner.ParsePipeline(src, nil, e.stderr)
+			pl, err := runner.Parse(src, g.parseOpts(e), e.stderr)
 			if err != nil {
 				return err
 			}
@@ -488,58 +523,162 @@ pipeline's evaluate block of that kind (or the defaults on its "train" and
 	return cmd
 }
 
-func newPluginsCmd(e env) *cobra.Command {
+func newPluginsCmd(e env, g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugins",
-		Short: "List plugins and show their configuration schemas",
+		Short: "List plugins, show their configuration schemas, pin external ones",
 		Example: `  sslrun plugins list
-  sslrun plugins schema simsiam`,
+  sslrun plugins schema simsiam
+  sslrun plugins lock my.hcl vicreg`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	// schemas starts plugins as a run would, searching ./plugins and
+	// --plugin-dir for external ones.
+	schemas := func() (*runner.Schemas, error) {
+		o := g.parseOpts(e)
+		o.PluginDirs = append(o.PluginDirs, "plugins")
+		return runner.NewSchemas(o, nil)
+	}
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List the loss and analyzer plugins",
-		Example: "  sslrun plugins list",
+		Use:   "list",
+		Short: "List the plugins: bundled ones and external ones in the plugin directories",
+		Long: `List starts every plugin and prints what it says about itself: name, version
+and kinds (encoder, loss, analyzer). External plugins are looked up in
+./plugins and --plugin-dir; one that cannot start (e.g. not pinned in a lock
+file) is listed with the reason.`,
+		Example: "  sslrun plugins list\n  sslrun plugins list --plugin-dir ~/sslrun-plugins",
 		Args:    exactArgs(0, ""),
 		RunE: func(*cobra.Command, []string) error {
+			s, err := schemas()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
 			tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KIND\tNAME\tSCHEMA\tRUNNABLE")
-			for _, p := range runner.Plugins(nil) {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Kind, p.Name, yes(p.HasSchema, "static"), yes(p.Registered, "bundled"))
+			fmt.Fprintln(tw, "NAME\tKINDS\tVERSION\tSOURCE")
+			for _, p := range s.Plugins() {
+				kinds := make([]string, len(p.Kinds))
+				for i, k := range p.Kinds {
+					kinds[i] = string(k)
+				}
+				ver := p.Version
+				if p.Err != "" {
+					ver = "error: " + p.Err
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, strings.Join(kinds, ","), ver, p.Source)
 			}
 			return tw.Flush()
 		},
 	}
 	schema := &cobra.Command{
 		Use:     "schema NAME",
-		Short:   "Show the arguments a plugin block accepts",
+		Short:   "Show the arguments a plugin block accepts, as the plugin declares them",
 		Example: "  sslrun plugins schema simsiam\n  sslrun plugins schema decompose",
 		Args:    exactArgs(1, "plugin name"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			kind, docs, err := runner.Schema(nil, args[0])
+			s, err := schemas()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "%s %q {\n", kind, args[0])
-			tw := tabwriter.NewWriter(e.stdout, 2, 4, 1, ' ', 0)
-			for _, d := range docs {
-				req := "optional"
-				if d.Required {
-					req = "required"
-				}
-				def := ""
-				if d.Default != "" {
-					def = "default " + d.Default
-				}
-				fmt.Fprintf(tw, "  %s\t= %s\t# %s\t%s\n", d.Name, d.Type, req, def)
+			defer s.Close()
+			kinds, docs, err := s.Describe(args[0])
+			if err != nil {
+				return err
 			}
-			tw.Flush()
-			fmt.Fprintln(e.stdout, "}")
+			for _, k := range kinds {
+				if k == "encoder" {
+					continue
+				}
+				fmt.Fprintf(e.stdout, "%s %q {\n", k, args[0])
+				tw := tabwriter.NewWriter(e.stdout, 2, 4, 1, ' ', 0)
+				for _, d := range docs {
+					req := "optional"
+					if d.Required {
+						req = "required"
+					}
+					var notes []string
+					if d.Default != "" {
+						notes = append(notes, "default "+d.Default)
+					}
+					if len(d.Allowed) > 0 {
+						notes = append(notes, "one of "+strings.Join(d.Allowed, ", "))
+					}
+					if d.Min != "" {
+						notes = append(notes, ">= "+d.Min)
+					}
+					if d.Max != "" {
+						notes = append(notes, "<= "+d.Max)
+					}
+					if d.Description != "" {
+						notes = append(notes, d.Description)
+					}
+					fmt.Fprintf(tw, "  %s\t= %s\t# %s\t%s\n", d.Name, d.Type, req, strings.Join(notes, "; "))
+				}
+				tw.Flush()
+				fmt.Fprintln(e.stdout, "}")
+			}
 			return nil
 		},
 	}
-	cmd.AddCommand(list, schema)
+	lock := &cobra.Command{
+		Use:   "lock PIPELINE [NAME|PATH...]",
+		Short: "Pin external plugins' sha256 in the lock file beside a pipeline",
+		Long: `Lock records the sha256 of external plugin executables in the lock file beside
+the pipeline (my.hcl -> my.lock.json). A run verifies every external plugin
+against it before starting it and fails on a mismatch or a missing entry.
+Plugins are named as in the pipeline (looked up as sslrun-plugin-NAME in
+./plugins beside the pipeline and --plugin-dir) or by path; with none, every
+external plugin in those directories is pinned. Re-run it after rebuilding a
+plugin.`,
+		Example: "  sslrun plugins lock my.hcl vicreg\n  sslrun plugins lock my.hcl ./bin/sslrun-plugin-vicreg\n  sslrun plugins lock my.hcl",
+		Args:    minArgs(1, "pipeline file"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			dirs := runner.PluginDirs(args[:1], g.pluginDirs)
+			names := args[1:]
+			if len(names) == 0 {
+				for i := len(dirs) - 1; i >= 0; i-- {
+					found, err := plugin.Discover(dirs[i])
+					if err != nil {
+						return err
+					}
+					for n := range found {
+						if !slices.Contains(names, n) {
+							names = append(names, n)
+						}
+					}
+				}
+				if len(names) == 0 {
+					return usageError("no external plugins (sslrun-plugin-NAME) in %s", strings.Join(dirs, ", "))
+				}
+				sort.Strings(names)
+			}
+			path := plugin.LockPath(args[0])
+			l, err := plugin.ReadLock(path)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				exe, err := plugin.Resolve(n, dirs...)
+				if err != nil {
+					return usageError("%v", err)
+				}
+				if exe, err = filepath.Abs(exe); err != nil {
+					return err
+				}
+				if err := l.Pin(n, exe); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", n, l.Plugins[n].SHA256, exe)
+			}
+			if err := l.Write(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "Wrote %s\n", path)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, schema, lock)
 	return cmd
 }
 

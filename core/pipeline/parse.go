@@ -30,8 +30,8 @@ type Options struct {
 	// VarFiles are `-var-file` paths (native syntax, or JSON when the name
 	// ends in .json), applied in order before Vars.
 	VarFiles []string
-	// Schemas gives the plugins' configuration schemas; nil uses
-	// StaticSchemas.
+	// Schemas gives the plugins' configuration schemas (core/runner.Schemas
+	// asks the plugins); nil knows no plugin.
 	Schemas SchemaProvider
 }
 
@@ -65,10 +65,14 @@ type Parser struct {
 	ctx  *hcl.EvalContext // the last run's context, for suggestions
 }
 
+// defaultSchemas is the provider of a parser whose Options name none: no
+// plugins (tests set their own).
+var defaultSchemas = func() SchemaProvider { return StaticProvider{} }
+
 // NewParser returns a parser with the given inputs.
 func NewParser(opts Options) *Parser {
 	if opts.Schemas == nil {
-		opts.Schemas = StaticSchemas()
+		opts.Schemas = defaultSchemas()
 	}
 	return &Parser{p: hclparse.NewParser(), opts: opts}
 }

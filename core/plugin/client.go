@@ -188,6 +188,9 @@ type LaunchSpec struct {
 	// OutputBytes hints the plugin's initial output arena size; it grows on
 	// demand.
 	OutputBytes int
+	// Env adds "KEY=value" entries to the plugin's environment (it
+	// inherits the host's otherwise), e.g. EnvThreads.
+	Env []string
 }
 
 // Client is the host's handle on one plugin, running in a subprocess or
@@ -252,7 +255,7 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 		}
 		cmd = exec.Command(exe, bundledArg, spec.Bundled)
 		// go-plugin appends the host environment and its handshake.
-		cmd.Env = []string{envBundled + "=" + spec.Bundled}
+		cmd.Env = append([]string{envBundled + "=" + spec.Bundled}, spec.Env...)
 	case spec.Path != "":
 		if name == "" {
 			name = filepath.Base(spec.Path)
@@ -264,6 +267,7 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 			return nil, err
 		}
 		cmd = exec.Command(spec.Path)
+		cmd.Env = append(cmd.Env, spec.Env...)
 		// go-plugin verifies again right before exec.
 		secure = &goplugin.SecureConfig{Checksum: spec.SHA256, Hash: sha256.New()}
 	case spec.Reattach != "":

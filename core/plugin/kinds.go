@@ -141,21 +141,26 @@ func (l lossClient) Compute(ctx context.Context, in LossInputs) (LossResult, err
 
 type analyzerClient struct{ c *Client }
 
-func (a analyzerClient) Observe(ctx context.Context, in StepTensors) ([]Metric, error) {
+func (a analyzerClient) Observe(ctx context.Context, in StepTensors) ([]Metric, []Array, error) {
 	c := a.c
 	if c.local != nil {
 		var ms []Metric
+		var arrays []Array
 		err := c.invokeLocalOut(ctx, "Analyzer.Observe", in.Step.Step, func(ctx context.Context) (err error) {
-			ms, err = c.local.Analyzer.Observe(c.localCtx(ctx), in)
+			ms, arrays, err = c.local.Analyzer.Observe(c.localCtx(ctx), in)
 			return err
 		})
-		return ms, err
+		return ms, arrays, err
 	}
 	resp, _, _, err := c.callRPC(ctx, "Analyzer.Observe", in, c.ac.Observe)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return metricsFromPB(resp.Metrics), nil
+	arrays, err := c.arrays("Analyzer.Observe", in.Step.Step, resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return metricsFromPB(resp.Metrics), arrays, nil
 }
 
 func (a analyzerClient) Evaluate(ctx context.Context, in EvalSet) ([]Metric, []Array, error) {
@@ -173,6 +178,16 @@ func (a analyzerClient) Evaluate(ctx context.Context, in EvalSet) ([]Metric, []A
 	if err != nil {
 		return nil, nil, err
 	}
+	arrays, err := c.arrays("Analyzer.Evaluate", in.Step.Step, resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return metricsFromPB(resp.Metrics), arrays, nil
+}
+
+// arrays resolves a response's arrays as views of the plugin's output
+// arena.
+func (c *Client) arrays(call string, step int64, resp *pb.CallResponse) ([]Array, error) {
 	var arrays []Array
 	for _, pa := range resp.Arrays {
 		ref, err := refFromPB(pa.Ref)
@@ -183,10 +198,10 @@ func (a analyzerClient) Evaluate(ctx context.Context, in EvalSet) ([]Metric, []A
 				continue
 			}
 		}
-		return nil, nil, &CallError{Plugin: c.name, Pid: c.pid, Call: "Analyzer.Evaluate", Step: in.Step.Step, Cause: ErrFailed,
+		return nil, &CallError{Plugin: c.name, Pid: c.pid, Call: call, Step: step, Cause: ErrFailed,
 			Err: fmt.Errorf("array %q: %w", pa.Name, err)}
 	}
-	return metricsFromPB(resp.Metrics), arrays, nil
+	return arrays, nil
 }
 
 type encoderClient struct{ c *Client }

@@ -235,7 +235,7 @@ func TestAnalyzerContract(t *testing.T) {
 			c := launch(t, h, "mean", mode, plugin.LaunchSpec{})
 			configure(t, c, "")
 			z := filled(t, h, true, func(i int) float32 { return float32(i + 1) }, 2, 2)
-			ms, err := c.Analyzer().Observe(ctx, plugin.StepTensors{Step: plugin.Step{Step: 5},
+			ms, arrays, err := c.Analyzer().Observe(ctx, plugin.StepTensors{Step: plugin.Step{Step: 5},
 				Tensors: map[string]*tensor.T{"z1": z}})
 			if err != nil {
 				t.Fatal(err)
@@ -243,8 +243,11 @@ func TestAnalyzerContract(t *testing.T) {
 			if len(ms) != 1 || ms[0].Name != "mean" || ms[0].Value != 2.5 || ms[0].Context["tensor"] != "z1" {
 				t.Fatalf("observe metrics %+v", ms)
 			}
+			if len(arrays) != 1 || arrays[0].Name != "count" || fmt.Sprint(arrays[0].T.Data) != "[1]" {
+				t.Fatalf("observe arrays %+v", arrays)
+			}
 			e := filled(t, h, false, func(i int) float32 { return float32(i) }, 3, 2)
-			ms, arrays, err := c.Analyzer().Evaluate(ctx, plugin.EvalSet{Step: plugin.Step{Step: 6}, Name: "val",
+			ms, arrays, err = c.Analyzer().Evaluate(ctx, plugin.EvalSet{Step: plugin.Step{Step: 6}, Name: "val",
 				Tensors: map[string]*tensor.T{"embeddings": e}})
 			if err != nil {
 				t.Fatal(err)
@@ -692,7 +695,7 @@ func TestConcurrentPlugins(t *testing.T) {
 				// A private tensor per goroutine is copied into the shared
 				// arena concurrently with the others.
 				own := filled(t, h, false, func(int) float32 { return float32(i) }, 128, 64)
-				ms, err := c.Analyzer().Observe(ctx, plugin.StepTensors{Step: plugin.Step{Step: step},
+				ms, _, err := c.Analyzer().Observe(ctx, plugin.StepTensors{Step: plugin.Step{Step: step},
 					Tensors: map[string]*tensor.T{"z": z, "own": own}})
 				if err == nil {
 					for _, m := range ms {

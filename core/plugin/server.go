@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sslrun/sslrun/core/parallel"
 	pb "github.com/sslrun/sslrun/core/plugin/proto"
 	"github.com/sslrun/sslrun/core/plugin/shm"
 	"github.com/sslrun/sslrun/core/tensor"
@@ -43,6 +45,12 @@ const maxMsgSize = 64 << 20
 
 // panicPrefix marks a status message that carries a recovered panic.
 const panicPrefix = "panic: "
+
+// EnvThreads, when set in a plugin's environment (LaunchSpec.Env), is the
+// number of threads its kernels use (core/parallel.SetThreads): a host
+// that runs with a fixed thread count gives its plugins the same, so that
+// results do not depend on where a computation runs.
+const EnvThreads = "SSLRUN_THREADS"
 
 // envBundled selects the bundled plugin a re-executed sslrun binary serves.
 const envBundled = "SSLRUN_PLUGIN_BUNDLED"
@@ -140,6 +148,13 @@ func serve(p Plugin) error {
 	}
 	if p.Loss == nil && p.Analyzer == nil && p.Encoder == nil {
 		return fmt.Errorf("plugin %s implements no kind", p.Name)
+	}
+	if v := os.Getenv(EnvThreads); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("plugin %s: %s=%q: want a positive integer", p.Name, EnvThreads, v)
+		}
+		parallel.SetThreads(n)
 	}
 	// go-plugin replaces os.Stderr by a pipe it forwards line by line;
 	// structured logs go to the real fd 2 as hclog JSON, which the host
@@ -418,8 +433,8 @@ func (s *server) Observe(ctx context.Context, req *pb.CallRequest) (*pb.CallResp
 		return nil, unimplemented(KindAnalyzer)
 	}
 	return s.run(ctx, "Analyzer.Observe", req, func(ctx context.Context, in Input) (Output, []Array, error) {
-		ms, err := s.p.Analyzer.Observe(ctx, in)
-		return Output{Metrics: ms}, nil, err
+		ms, arrays, err := s.p.Analyzer.Observe(ctx, in)
+		return Output{Metrics: ms}, arrays, err
 	})
 }
 

@@ -90,6 +90,12 @@ type Metric struct {
 	Context map[string]string
 }
 
+// MetricCollapsed is the metric by which an analyzer reports that the
+// embeddings collapsed: a value above 0 is the verdict, with the reason in
+// its context under "reason". Hosts act on it (core/runner stops a run
+// with stop_on_collapse) rather than record it.
+const MetricCollapsed = "collapsed"
+
 // Array is a named tensor a plugin returns for the host to store (e.g. a
 // spectrum).
 type Array struct {
@@ -155,7 +161,9 @@ type Loss interface {
 // Analyzer observes training steps and evaluation sets and returns
 // metrics.
 type Analyzer interface {
-	Observe(ctx context.Context, in StepTensors) ([]Metric, error)
+	// Observe measures a training step; arrays (e.g. spectra) are
+	// recorded by the host next to the metrics.
+	Observe(ctx context.Context, in StepTensors) ([]Metric, []Array, error)
 	Evaluate(ctx context.Context, in EvalSet) ([]Metric, []Array, error)
 }
 

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,41 +11,36 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sslrun/sslrun/core/nn"
-	"github.com/sslrun/sslrun/core/safetensors"
-	"github.com/sslrun/sslrun/core/tensor"
-	"github.com/sslrun/sslrun/core/train"
+	"github.com/sslrun/sslrun/core/plugin"
 )
 
 // A run directory holds:
 //
-//	run.json                      the run's state (runState), rewritten atomically
-//	pipeline/<file>               copies of the pipeline files, for the record
-//	ckpt-<E>.safetensors          model weights after epoch E (nn.Model.Save:
-//	                              loads in PyTorch with load_state_dict strict)
-//	ckpt-<E>.state.safetensors    optimizer state ("optim."), EMA target
-//	                              ("target."), and the position counters
-//	ckpt-<E>-<B>[.state].safetensors  the same for a run stopped mid-epoch
-//	                              E+1 after B batches
+//	run.json                 the run's state (runState), rewritten atomically:
+//	                         the data-order state (epoch, batch, step) and
+//	                         the latest checkpoint's name
+//	pipeline/<file>          copies of the pipeline files (and their lock
+//	                         files), for resume and the record
+//	ckpt-<E>.safetensors     the encoder plugin's Save after epoch E: its
+//	                         weights (PyTorch state_dict names under
+//	                         backbone., projector., predictor.), the EMA
+//	                         target (target.), the optimizer state (optim.)
+//	ckpt-<E>-<B>.safetensors the same for a run stopped mid-epoch E+1 after
+//	                         B batches
 //
-// run.json is the commit point: both files of a checkpoint are written
-// (each atomically, state first) before run.json names them, so a crash at
-// any moment leaves run.json pointing at a complete checkpoint.
+// The loader's order and augmentations are functions of (seed, epoch,
+// sample, view) and the schedules of the step, so the position in run.json
+// is all the host state a resumed run needs. run.json is the commit point:
+// the checkpoint is written before run.json names it, so a crash at any
+// moment leaves run.json pointing at a complete checkpoint.
 
 const (
 	stateFile     = "run.json"
-	stateVersion  = 1
+	stateVersion  = 2
 	weightsSuffix = ".safetensors"
-	extraSuffix   = ".state.safetensors"
-	optimPrefix   = "optim."
-	targetPrefix  = "target."
-)
-
-// Counter names in the state file (int64, shape [1]).
-const (
-	ctrStep  = "run.step"
-	ctrEpoch = "run.epoch"
-	ctrBatch = "run.batch"
+	// oldStateSuffix is the optimizer-state file of version 1 run
+	// directories, removed with their checkpoints.
+	oldStateSuffix = ".state.safetensors"
 )
 
 // runState is run.json: what `sslrun resume` needs to continue a run.
@@ -159,128 +155,29 @@ func ckptName(p position) string {
 	return fmt.Sprintf("ckpt-%d-%d", p.Epoch, p.Batch)
 }
 
-// saveCheckpoint writes the two files of a checkpoint at p into dir and
+// saveCheckpoint has the encoder save a checkpoint at p into dir and
 // returns its base name.
-func saveCheckpoint(dir string, s *train.Step, p position, meta map[string]string) (string, error) {
+func saveCheckpoint(ctx context.Context, enc plugin.Encoder, dir string, p position) (string, error) {
 	name := ckptName(p)
-	md := map[string]string{
-		"step": strconv.FormatInt(p.Step, 10), "epoch": strconv.Itoa(p.Epoch), "batch": strconv.Itoa(p.Batch),
-	}
-	for k, v := range meta {
-		md[k] = v
-	}
-	f32, i64 := s.Opt.Save(optimPrefix)
-	if f32 == nil {
-		f32 = map[string]*tensor.T{}
-	}
-	if s.Target != nil {
-		tf, ti, err := nn.StateDict(targetParts(s.Target)...)
-		if err != nil {
-			return "", fmt.Errorf("checkpoint %s: %w", name, err)
-		}
-		for k, v := range tf {
-			f32[k] = v
-		}
-		for k, v := range ti {
-			i64[k] = v
-		}
-	}
-	i64[ctrStep] = safetensors.Int64{Shape: []int{1}, Data: []int64{p.Step}}
-	i64[ctrEpoch] = safetensors.Int64{Shape: []int{1}, Data: []int64{int64(p.Epoch)}}
-	i64[ctrBatch] = safetensors.Int64{Shape: []int{1}, Data: []int64{int64(p.Batch)}}
-	if err := safetensors.WriteFileMixed(filepath.Join(dir, name+extraSuffix), f32, i64, md); err != nil {
-		return "", fmt.Errorf("checkpoint %s: %w", name, err)
-	}
-	if err := s.Model.Save(filepath.Join(dir, name+weightsSuffix), md); err != nil {
+	if err := enc.Save(ctx, filepath.Join(dir, name+weightsSuffix)); err != nil {
 		return "", fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	return name, nil
 }
 
-// targetParts are the EMA target's modules under the "target." prefix (it
-// has no predictor).
-func targetParts(t *nn.Model) []nn.Part {
-	return []nn.Part{{Prefix: targetPrefix + "backbone.", Module: t.Backbone}, {Prefix: targetPrefix + "projector.", Module: t.Projector}}
-}
-
-// loadWeights restores model weights from a checkpoint (strict).
-func loadWeights(dir, name string, m *nn.Model) error {
-	if _, err := m.Load(filepath.Join(dir, name+weightsSuffix)); err != nil {
+// loadCheckpoint has the encoder load checkpoint name of dir.
+func loadCheckpoint(ctx context.Context, enc plugin.Encoder, dir, name string) error {
+	if err := enc.Load(ctx, filepath.Join(dir, name+weightsSuffix)); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	return nil
 }
 
-// loadState restores the optimizer and the EMA target from a checkpoint's
-// state file and returns its position.
-func loadState(dir, name string, s *train.Step) (position, error) {
-	path := filepath.Join(dir, name+extraSuffix)
-	f, err := safetensors.ReadFile(path)
-	if err != nil {
-		return position{}, fmt.Errorf("checkpoint %s: %w", name, err)
-	}
-	var p position
-	for _, c := range []struct {
-		name string
-		set  func(int64)
-	}{
-		{ctrStep, func(v int64) { p.Step = v }},
-		{ctrEpoch, func(v int64) { p.Epoch = int(v) }},
-		{ctrBatch, func(v int64) { p.Batch = int(v) }},
-	} {
-		v, _, err := f.Int64s(c.name)
-		if err != nil || len(v) != 1 {
-			return position{}, fmt.Errorf("checkpoint %s: counter %s: missing or malformed (%v)", name, c.name, err)
-		}
-		c.set(v[0])
-	}
-	if err := s.Opt.Load(f, optimPrefix); err != nil {
-		return position{}, fmt.Errorf("checkpoint %s: %w", name, err)
-	}
-	if s.Target != nil {
-		if err := loadSubset(f, targetParts(s.Target)...); err != nil {
-			return position{}, fmt.Errorf("checkpoint %s: target network: %w", name, err)
-		}
-	}
-	return p, nil
-}
-
-// loadSubset copies parts' entries from f, which may hold other entries
-// too (nn.LoadFile is strict about extra names, and the state file holds
-// the optimizer's state next to the target network).
-func loadSubset(f *safetensors.File, parts ...nn.Part) error {
-	for _, p := range parts {
-		for _, e := range nn.Entries(p.Module, p.Prefix) {
-			if e.Count != nil {
-				v, _, err := f.Int64s(e.Name)
-				if err != nil {
-					return err
-				}
-				if len(v) != 1 {
-					return fmt.Errorf("%s: %d values, want 1", e.Name, len(v))
-				}
-				*e.Count = v[0]
-				continue
-			}
-			dst := e.Tensor()
-			t, err := f.Tensor(e.Name)
-			if err != nil {
-				return err
-			}
-			if len(t.Data) != len(dst.Data) {
-				return fmt.Errorf("%s: %d values, want %d", e.Name, len(t.Data), len(dst.Data))
-			}
-			copy(dst.Data, t.Data)
-		}
-	}
-	return nil
-}
-
-// removeCheckpoint deletes both files of a checkpoint; missing files are
-// not an error.
+// removeCheckpoint deletes a checkpoint's files; missing files are not an
+// error.
 func removeCheckpoint(dir, name string) error {
 	var errs []error
-	for _, suf := range []string{weightsSuffix, extraSuffix} {
+	for _, suf := range []string{weightsSuffix, oldStateSuffix} {
 		if err := os.Remove(filepath.Join(dir, name+suf)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}

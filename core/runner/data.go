@@ -1,14 +1,14 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
-	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/data"
 	"github.com/sslrun/sslrun/core/data/augment"
-	"github.com/sslrun/sslrun/core/nn"
 	"github.com/sslrun/sslrun/core/pipeline"
+	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
 )
 
@@ -88,10 +88,6 @@ func evalPipeline(view augment.Pipeline, c, h, w int) augment.Pipeline {
 	return p
 }
 
-// flatInput reports whether the backbone takes flat [N, C*H*W] rows (the
-// MLP) rather than images.
-func flatInput(m *nn.Model) bool { return m.Spec.Backbone.Arch == "mlp" }
-
 // asInput reshapes a [N, C, H, W] batch for the backbone.
 func asInput(x *tensor.T, flat bool) (*tensor.T, error) {
 	if !flat {
@@ -101,9 +97,9 @@ func asInput(x *tensor.T, flat bool) (*tensor.T, error) {
 }
 
 // features computes the frozen features ("backbone" or "z") of every
-// sample of ds in eval mode (BatchNorm running statistics, no gradient),
-// batch by batch on tp. The model is put back in train mode.
-func features(tp *autodiff.Tape, m *nn.Model, ds *data.Dataset, view augment.Pipeline, feature string, batch int) (*tensor.T, error) {
+// sample of ds with the encoder's Embed (eval mode: BatchNorm running
+// statistics, no gradient), batch by batch through the host arena.
+func features(eng *engine, ds *data.Dataset, view augment.Pipeline, flat bool, feature string, batch int) (*tensor.T, error) {
 	if batch <= 0 {
 		batch = 256
 	}
@@ -112,34 +108,38 @@ func features(tp *autodiff.Tape, m *nn.Model, ds *data.Dataset, view augment.Pip
 	oc, oh, ow := pipe.OutShape(c, h, w)
 	chw := oc * oh * ow
 	n := ds.Len()
-	flat := flatInput(m)
-	m.SetTrain(false)
-	defer m.SetTrain(true)
-	prev := tp.SetGrad(false)
-	defer tp.SetGrad(prev)
 	var out *tensor.T
 	var src, img augment.Image
 	var scratch augment.Scratch
 	var rng augment.RNG
-	in := tensor.New(batch, oc, oh, ow)
+	in := map[string]*tensor.T{}
 	for lo := 0; lo < n; lo += batch {
 		hi := min(lo+batch, n)
-		x := &tensor.T{Shape: []int{hi - lo, oc, oh, ow}, Data: in.Data[:(hi-lo)*chw]}
+		if err := eng.host.Reset(); err != nil {
+			return nil, err
+		}
+		shape := []int{hi - lo, oc, oh, ow}
+		if flat {
+			shape = []int{hi - lo, chw}
+		}
+		x, err := eng.host.NewTensor(shape...)
+		if err != nil {
+			return nil, err
+		}
 		for i := lo; i < hi; i++ {
 			ds.Load(i, &src)
 			img.CopyFrom(&src)
 			pipe.Apply(&img, &rng, &scratch)
 			copy(x.Data[(i-lo)*chw:(i-lo+1)*chw], img.Pix)
 		}
-		xi, err := asInput(x, flat)
+		in["x"] = x
+		name := ""
+		if feature == "z" {
+			name = "z"
+		}
+		v, err := eng.enc.Embed(context.Background(), plugin.Input{Step: plugin.Step{}, Name: name, Tensors: in})
 		if err != nil {
 			return nil, err
-		}
-		tp.Reset()
-		f, z, _ := m.Forward(tp, tp.Input(xi))
-		v := f.Value
-		if feature == "z" {
-			v = z.Value
 		}
 		d := v.Len() / (hi - lo)
 		if out == nil {
@@ -147,7 +147,6 @@ func features(tp *autodiff.Tape, m *nn.Model, ds *data.Dataset, view augment.Pip
 		}
 		copy(out.Data[lo*d:hi*d], v.Data)
 	}
-	tp.Reset()
 	return out, nil
 }
 

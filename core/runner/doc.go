@@ -1,9 +1,9 @@
 // Package runner trains the runs of a pipeline: it turns a resolved
-// pipeline.Run into data loading (core/data), a model (core/nn), an
-// in-process training step (core/train: loss, optimizer, EMA target), the
-// learning-rate and EMA-momentum schedules, analyzers every N steps,
-// evaluations (kNN at epoch 0 and every N epochs, linear probe at the end,
-// via core/eval) and checkpoints, and records what happens through a
+// pipeline.Run into data loading (core/data), a training step driven
+// through plugins (core/plugin: the encoder, the loss and the analyzers),
+// the learning-rate and EMA-momentum schedules, evaluations (kNN at epoch 0
+// and every N epochs, linear probe at the end, via core/eval on the
+// encoder's Embed) and checkpoints, and records what happens through a
 // Recorder. The `sslrun` command (cmd/sslrun) is a thin layer over it.
 //
 // # Entry points
@@ -15,33 +15,49 @@
 //	rec, err := runner.Evaluate(ctx, "<run-id>", "knn", opts, os.Stderr)
 //
 // Errors: a *ConfigError is the user's to fix (exit code 2 in the CLI); a
-// *StepError is a failed step (a NaN/Inf loss wraps
+// *StepError is a failed step (a plugin failure wraps its
+// *plugin.CallError; a NaN/Inf loss wraps
 // *train.NonFiniteLossError and names the step and the last finite loss);
 // ErrInterrupted (wrapped) is a run stopped by its context or by
 // Options.StopAfterSteps, with a checkpoint: Resume continues it; a
 // *CollapseError stops a run when Options.StopOnCollapse is set.
 //
-// # Methods are registered, not imported
+// # Plugins
 //
-// Core must not import plugins/. Losses and analyzers are looked up by the
-// pipeline's block label in a registry filled by the binary (RegisterLoss,
-// RegisterAnalyzer; cmd/sslrun/bundled.go registers the bundled ones). A
-// LossFactory turns the block's decoded cty configuration into a LossSpec
-// (needs a predictor? an EMA target with which tau?) and a train.LossFunc.
-// This is the seam for core/plugin: PluginLoss(host, client) is a
-// LossFactory over a core/plugin loss client (a go-plugin subprocess or
-// Host.InProcess) that forwards each step through the shared arena and
-// carries the returned gradients into the host's backward pass;
-// registering it under a name is all it takes.
+// Core must not import plugins/. The runner starts plugins by name: the
+// encoder ("encoder", EncoderPlugin), the loss and the analyzers the
+// pipeline's blocks name. A name in plugin.Bundled (filled by the binary:
+// cmd/sslrun/bundled.go) is started as a subprocess re-executing the binary
+// (plugin.Bundled, plugin.ServeIfBundled) or, with Options.InProcess, in
+// this process through the same interfaces (Host.InProcess). Any other name
+// is an external executable (a path, or sslrun-plugin-NAME in a plugins
+// directory: Options.PluginDirs, then ./plugins beside the pipeline) whose
+// sha256 must be pinned in the lock file beside the pipeline
+// (plugin.LockPath; `sslrun plugins lock`) and is verified before exec.
+// Pipelines are validated against the plugins' own schemas (Schemas, a
+// pipeline.SchemaProvider over their ConfigSchema calls).
+//
+// A step is Encoder.Forward on the two views (copied once into the host's
+// shared arena), Loss.Compute on the outputs the loss's spec names,
+// Analyzer.Observe (when due) on the outputs and the loss's gradients
+// ("grad/<name>"), Encoder.Backward with those gradients and Encoder.Step
+// with the host's lr (GroupLR fixes the predictor's, SimSiam's recipe) and,
+// for an EMA target, tau. The host owns the schedules, the data order, the
+// checkpoints (Encoder.Save/Load plus the position in run.json) and the
+// evaluations. A plugin that fails, exits or hangs (Options.CallTimeout)
+// fails the run with a *StepError wrapping the plugin.CallError (plugin,
+// pid, call, step); every plugin process and the arena are released when a
+// run ends, however it ends.
 //
 // # Determinism and resuming
 //
 // The model is initialised from the run seed, the loader's order and
 // augmentations are functions of (seed, epoch, sample, view), and the
 // schedules are functions of the step, so the same pipeline and seed give
-// bit-identical losses and weights. A checkpoint holds the weights (a
-// PyTorch-loadable safetensors file), the optimizer state, the EMA target
-// and the position (epoch, batch, step); resuming from it reproduces the
+// bit-identical losses and weights, in process or with subprocess plugins
+// (which get the host's thread count, plugin.EnvThreads). A checkpoint
+// holds the encoder's weights, EMA target and optimizer state; with the
+// position (epoch, batch, step) from run.json, resuming reproduces the
 // uninterrupted run bit for bit, also from the middle of an epoch.
 //
 // # Run directory
@@ -49,9 +65,8 @@
 // Each run gets <dir of database>/<checkpoint.dir>/<run-id>/ with run.json
 // (status, position, latest checkpoint; rewritten atomically, the commit
 // point), a snapshot of the pipeline files (resume re-parses it and checks
-// the configuration hash) and the checkpoints ckpt-<epoch>.safetensors +
-// ckpt-<epoch>.state.safetensors (ckpt-<epoch>-<batch>.* when stopped
-// mid-epoch).
+// the configuration hash) and the checkpoints ckpt-<epoch>.safetensors
+// (ckpt-<epoch>-<batch>.safetensors when stopped mid-epoch).
 //
 // # Recording
 //

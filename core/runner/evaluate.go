@@ -1,16 +1,16 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/data"
 	"github.com/sslrun/sslrun/core/data/augment"
 	"github.com/sslrun/sslrun/core/eval"
-	"github.com/sslrun/sslrun/core/nn"
 	"github.com/sslrun/sslrun/core/pipeline"
+	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
 )
 
@@ -30,7 +30,7 @@ func (t *trainer) evaluate(epoch int, step int64, atStart, last bool) error {
 			continue
 		}
 		start := time.Now()
-		rec, err := runEval(t.evalTape, t.model, t.view, e, t.cfg.Seed, fc)
+		rec, err := runEval(t.eng, t.view, t.flat, e, t.cfg.Seed, fc)
 		if err != nil {
 			return fmt.Errorf("evaluate %s after epoch %d: %w", c.Kind, epoch, err)
 		}
@@ -45,16 +45,78 @@ func (t *trainer) evaluate(epoch int, step int64, atStart, last bool) error {
 			Context: map[string]string{"dataset": rec.Dataset, "feature": rec.Feature}}}); err != nil {
 			return fmt.Errorf("recorder: %w", err)
 		}
+		if err := t.evaluateAnalyzers(step, epoch, e, fc); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// evaluateAnalyzers hands the analyzers the evaluation's test-set
+// features (once per set and round) and records what they return.
+func (t *trainer) evaluateAnalyzers(step int64, epoch int, e evalEntry, fc featureCache) error {
+	if len(t.eng.analyzers) == 0 {
+		return nil
+	}
+	feature := orString(e.cfg.Feature, "backbone")
+	key := "analyzed|" + e.test.Name + "|" + feature
+	if fc[key] != nil {
+		return nil
+	}
+	x := fc[e.test.Name+"|"+feature]
+	if x == nil {
+		return nil
+	}
+	fc[key] = x
+	labels := tensor.New(len(e.test.Labels))
+	for i, l := range e.test.Labels {
+		labels.Data[i] = float32(l)
+	}
+	st := plugin.Step{Step: step, Epoch: int64(epoch), TotalSteps: t.total}
+	for _, a := range t.eng.analyzers {
+		if err := t.eng.host.Reset(); err != nil {
+			return err
+		}
+		ms, arrays, err := a.a.Evaluate(context.Background(), plugin.EvalSet{Step: st, Name: e.test.Name,
+			Tensors: map[string]*tensor.T{"embeddings": x, "labels": labels}})
+		if err != nil {
+			return fmt.Errorf("analyzer %s: evaluate on %s: %w", a.name, e.test.Name, err)
+		}
+		out, _, _ := analyzerMetrics(a.name, ms)
+		for i := range out {
+			out[i].Context = withFeature(out[i].Context, feature)
+		}
+		if err := t.rec.LogMetrics(step, float64(epoch), out); err != nil {
+			return fmt.Errorf("recorder: %w", err)
+		}
+		for _, arr := range copyArrays(a.name, arrays) {
+			arr.Context = withFeature(arr.Context, feature)
+			if err := t.rec.LogArray(step, float64(epoch), arr); err != nil {
+				return fmt.Errorf("recorder: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// withFeature returns ctx with "feature" set, as a new map (plugin
+// contexts may be shared).
+func withFeature(ctx map[string]string, feature string) map[string]string {
+	out := make(map[string]string, len(ctx)+1)
+	for k, v := range ctx {
+		out[k] = v
+	}
+	out["feature"] = feature
+	return out
 }
 
 // featureCache holds the features of one evaluation round, so that kNN and
 // the linear probe on the same sets compute them once.
 type featureCache map[string]*tensor.T
 
-// runEval computes the features of an evaluation's sets and runs it.
-func runEval(tp *autodiff.Tape, m *nn.Model, view augment.Pipeline, e evalEntry, seed int64, fc featureCache) (EvalRecord, error) {
+// runEval computes the features of an evaluation's sets with the encoder
+// and runs it.
+func runEval(eng *engine, view augment.Pipeline, flat bool, e evalEntry, seed int64, fc featureCache) (EvalRecord, error) {
 	c := e.cfg
 	feature := c.Feature
 	if feature == "" {
@@ -65,7 +127,7 @@ func runEval(tp *autodiff.Tape, m *nn.Model, view augment.Pipeline, e evalEntry,
 		x, ok := fc[key]
 		if !ok {
 			var err error
-			if x, err = features(tp, m, ds, view, feature, 256); err != nil {
+			if x, err = features(eng, ds, view, flat, feature, 256); err != nil {
 				return eval.Set{}, err
 			}
 			if fc != nil {

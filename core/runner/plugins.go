@@ -1,56 +1,300 @@
 package runner
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rs/zerolog"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
+	"github.com/sslrun/sslrun/core/parallel"
 	"github.com/sslrun/sslrun/core/pipeline"
+	"github.com/sslrun/sslrun/core/plugin"
 )
+
+// Core must not import plugins/: the runner finds plugins by name. A name
+// registered in plugin.Bundled (the binary fills it: cmd/sslrun/bundled.go)
+// is a bundled plugin, run by re-executing this binary (plugin.Bundled's
+// re-exec, Packer's pattern) or, with Options.InProcess, in this process
+// through the same interfaces. Any other name is an external plugin: an
+// executable named by path in the pipeline or found as
+// sslrun-plugin-<name> in a plugins directory, whose sha256 must be pinned
+// in the lock file beside the pipeline (plugin.LockPath) and is verified
+// before exec.
+
+// pluginEnv resolves plugin names for one invocation.
+type pluginEnv struct {
+	inProcess bool
+	exe       string
+	timeout   time.Duration
+	dirs      []string
+	lock      *plugin.Lock
+	lockPath  string
+	pipeline  string // the first pipeline file, for messages
+	log       zerolog.Logger
+}
+
+// PluginDirs are the directories searched for external plugins: extra,
+// then "plugins" beside the first pipeline file.
+func PluginDirs(files []string, extra []string) []string {
+	dirs := append([]string(nil), extra...)
+	if len(files) > 0 {
+		dirs = append(dirs, filepath.Join(filepath.Dir(files[0]), "plugins"))
+	}
+	return dirs
+}
+
+// newPluginEnv reads the lock files of the pipeline files (merged; the
+// first file's names the lock file in messages).
+func newPluginEnv(opts Options, files []string) (*pluginEnv, error) {
+	e := &pluginEnv{inProcess: opts.InProcess, exe: opts.Executable, timeout: opts.CallTimeout,
+		dirs: PluginDirs(files, opts.PluginDirs), log: opts.Log, lock: &plugin.Lock{Plugins: map[string]plugin.LockEntry{}}}
+	for i, f := range files {
+		p := plugin.LockPath(f)
+		if i == 0 {
+			e.lockPath, e.pipeline = p, f
+		}
+		l, err := plugin.ReadLock(p)
+		if err != nil {
+			return nil, &ConfigError{Err: err}
+		}
+		for k, v := range l.Plugins {
+			if _, ok := e.lock.Plugins[k]; !ok {
+				e.lock.Plugins[k] = v
+			}
+		}
+	}
+	if e.lockPath == "" {
+		e.lockPath, e.pipeline = "the pipeline's lock file", "PIPELINE"
+	}
+	return e, nil
+}
+
+// external resolves an external plugin's executable and pinned checksum.
+func (e *pluginEnv) external(name string) (path string, sum []byte, err error) {
+	path, rerr := plugin.Resolve(name, e.dirs...)
+	entry, pinned := e.lock.Plugins[name]
+	if rerr != nil {
+		if !pinned || entry.Path == "" {
+			return "", nil, fmt.Errorf("%w: %v", pipeline.ErrUnknownPlugin, rerr)
+		}
+		path = entry.Path
+	}
+	if !pinned {
+		return "", nil, &ConfigError{Err: fmt.Errorf("plugin %q (%s) is not pinned in %s: run `sslrun plugins lock %s %s` to record its sha256",
+			name, path, e.lockPath, e.pipeline, name)}
+	}
+	sum, err = e.lock.Checksum(name)
+	if err != nil {
+		return "", nil, &ConfigError{Err: fmt.Errorf("%s: %w", e.lockPath, err)}
+	}
+	return path, sum, nil
+}
+
+// start starts plugin name and checks that it serves kind.
+func (e *pluginEnv) start(ctx context.Context, h *plugin.Host, name string, kind plugin.Kind) (*plugin.Client, error) {
+	var c *plugin.Client
+	var err error
+	if ctor, ok := plugin.Bundled[name]; ok {
+		if e.inProcess {
+			c, err = h.InProcess(ctor())
+		} else {
+			c, err = h.Launch(ctx, plugin.LaunchSpec{Name: name, Bundled: name, Executable: e.exe, CallTimeout: e.timeout,
+				Env: []string{plugin.EnvThreads + "=" + strconv.Itoa(parallel.Threads())}})
+		}
+	} else {
+		path, sum, rerr := e.external(name)
+		if rerr != nil {
+			if errors.Is(rerr, pipeline.ErrUnknownPlugin) {
+				return nil, &ConfigError{Err: fmt.Errorf("%s plugin %q: not bundled in this binary and %v", kind, name, rerr)}
+			}
+			return nil, rerr
+		}
+		c, err = h.Launch(ctx, plugin.LaunchSpec{Name: name, Path: path, SHA256: sum, CallTimeout: e.timeout,
+			Env: []string{plugin.EnvThreads + "=" + strconv.Itoa(parallel.Threads())}})
+		if errors.Is(err, plugin.ErrChecksum) {
+			return nil, &ConfigError{Err: err}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start %s plugin %q: %w", kind, name, err)
+	}
+	if !c.Has(kind) {
+		c.Close()
+		return nil, &ConfigError{Err: fmt.Errorf("plugin %q serves %v, not %s", name, c.Info().Kinds, kind)}
+	}
+	return c, nil
+}
+
+// Schemas is a pipeline.SchemaProvider over the plugins themselves: each
+// plugin a pipeline names is started (as a training run would start it)
+// and asked for its schema with its ConfigSchema call. Close it after
+// parsing: it stops the plugins it started.
+type Schemas struct {
+	env *pluginEnv
+
+	mu      sync.Mutex
+	host    *plugin.Host
+	clients map[string]*plugin.Client
+	errs    map[string]error
+}
+
+// NewSchemas returns the live schema provider for pipeline files: bundled
+// plugins as opts says (subprocesses, or in process with InProcess),
+// external ones found and verified as a run does.
+func NewSchemas(opts Options, files []string) (*Schemas, error) {
+	env, err := newPluginEnv(opts, files)
+	if err != nil {
+		return nil, err
+	}
+	return &Schemas{env: env, clients: map[string]*plugin.Client{}, errs: map[string]error{}}, nil
+}
+
+// client starts (once) and returns plugin name.
+func (s *Schemas) client(name string) (*plugin.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clients[name]; ok {
+		return c, nil
+	}
+	if err, ok := s.errs[name]; ok {
+		return nil, err
+	}
+	if s.host == nil {
+		h, err := plugin.NewHost(plugin.HostOptions{Logger: &s.env.log, ArenaBytes: 1 << 16})
+		if err != nil {
+			return nil, err
+		}
+		s.host = h
+	}
+	var c *plugin.Client
+	var err error
+	if ctor, ok := plugin.Bundled[name]; ok {
+		if s.env.inProcess {
+			c, err = s.host.InProcess(ctor())
+		} else {
+			c, err = s.host.Launch(context.Background(), plugin.LaunchSpec{Name: name, Bundled: name, Executable: s.env.exe, CallTimeout: s.env.timeout})
+		}
+	} else {
+		var path string
+		var sum []byte
+		if path, sum, err = s.env.external(name); err == nil {
+			c, err = s.host.Launch(context.Background(), plugin.LaunchSpec{Name: name, Path: path, SHA256: sum, CallTimeout: s.env.timeout})
+		}
+	}
+	if err != nil {
+		s.errs[name] = err
+		return nil, err
+	}
+	s.clients[name] = c
+	return c, nil
+}
+
+// Schema implements pipeline.SchemaProvider with the plugin's own schema.
+func (s *Schemas) Schema(kind, name string) (hcldec.Spec, error) {
+	sch, err := s.PluginSchema(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	return sch.Spec(), nil
+}
+
+// PluginSchema returns plugin name's schema; the error wraps
+// pipeline.ErrUnknownPlugin when there is no such plugin of that kind.
+func (s *Schemas) PluginSchema(kind, name string) (plugin.Schema, error) {
+	c, err := s.client(name)
+	if err != nil {
+		return plugin.Schema{}, err
+	}
+	if !c.Has(plugin.Kind(kind)) {
+		return plugin.Schema{}, fmt.Errorf("plugin %q serves %v, not %s: %w", name, c.Info().Kinds, kind, pipeline.ErrUnknownPlugin)
+	}
+	return c.Schema(context.Background())
+}
+
+// Names implements pipeline.SchemaProvider: the bundled plugins of that
+// kind and the external plugins in the plugins directories (of any kind:
+// only starting one tells its kinds).
+func (s *Schemas) Names(kind string) []string {
+	var names []string
+	for n, ctor := range plugin.Bundled {
+		if p := ctor(); slices.Contains(p.Info().Kinds, plugin.Kind(kind)) {
+			names = append(names, n)
+		}
+	}
+	for _, d := range s.env.dirs {
+		found, _ := plugin.Discover(d)
+		for n := range found {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close stops the plugins started for their schemas.
+func (s *Schemas) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.host == nil {
+		return nil
+	}
+	err := s.host.Close()
+	s.host, s.clients = nil, map[string]*plugin.Client{}
+	return err
+}
 
 // PluginInfo describes one plugin for `sslrun plugins list`.
 type PluginInfo struct {
-	// Kind is "loss" or "analyzer".
-	Kind string
-	Name string
-	// HasSchema says the schema provider knows it (pipelines can name
-	// it); Registered says this binary can run it.
-	HasSchema, Registered bool
+	Name    string
+	Version string
+	Kinds   []plugin.Kind
+	// Source is "bundled" or the external executable's path.
+	Source string
+	// Err says why the plugin could not be started ("" when it could).
+	Err string
 }
 
-// Plugins lists the plugins known to schemas (nil: pipeline.StaticSchemas)
-// or registered in this binary, by kind then name.
-//
-// Seam for core/plugin: the CLI will pass a pipeline.Chain of the live
-// plugins' schemas and the static fallback, and registration will include
-// plugin subprocesses.
-func Plugins(schemas pipeline.SchemaProvider) []PluginInfo {
-	if schemas == nil {
-		schemas = pipeline.StaticSchemas()
+// Plugins starts every bundled plugin and every external plugin in the
+// plugins directories (see PluginDirs) and reports what each says about
+// itself, sorted by name.
+func (s *Schemas) Plugins() []PluginInfo {
+	names := map[string]string{}
+	for n := range plugin.Bundled {
+		names[n] = "bundled"
+	}
+	for _, d := range s.env.dirs {
+		found, _ := plugin.Discover(d)
+		for n, p := range found {
+			if _, ok := names[n]; !ok {
+				names[n] = p
+			}
+		}
 	}
 	var out []PluginInfo
-	for _, k := range []struct {
-		kind string
-		reg  []string
-	}{{pipeline.KindLoss, Losses()}, {pipeline.KindAnalyzer, Analyzers()}} {
-		byName := map[string]*PluginInfo{}
-		for _, n := range schemas.Names(k.kind) {
-			byName[n] = &PluginInfo{Kind: k.kind, Name: n, HasSchema: true}
+	for n, src := range names {
+		pi := PluginInfo{Name: n, Source: src}
+		c, err := s.client(n)
+		if err != nil {
+			pi.Err = err.Error()
+		} else {
+			info := c.Info()
+			pi.Version, pi.Kinds = info.Version, info.Kinds
 		}
-		for _, n := range k.reg {
-			if byName[n] == nil {
-				byName[n] = &PluginInfo{Kind: k.kind, Name: n}
-			}
-			byName[n].Registered = true
-		}
-		names := sortedKeys(byName)
-		for _, n := range names {
-			out = append(out, *byName[n])
-		}
+		out = append(out, pi)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
@@ -59,70 +303,60 @@ type AttrDoc struct {
 	Name     string
 	Type     string
 	Required bool
-	// Default is the default value as HCL/JSON text, "" when none.
-	Default string
-	// Validated says a validation function checks the value further.
-	Validated bool
+	// Default is the default value as JSON text, "" when none.
+	Default     string
+	Description string
+	// Allowed lists the allowed values (JSON text); Min and Max bound a
+	// number ("" when unbounded).
+	Allowed  []string
+	Min, Max string
 }
 
-// Schema returns the arguments of plugin name: its kind ("loss" or
-// "analyzer", searched in that order) and the documented arguments.
-func Schema(schemas pipeline.SchemaProvider, name string) (string, []AttrDoc, error) {
-	if schemas == nil {
-		schemas = pipeline.StaticSchemas()
-	}
-	for _, kind := range []string{pipeline.KindLoss, pipeline.KindAnalyzer} {
-		spec, err := schemas.Schema(kind, name)
-		if err != nil {
-			continue
-		}
-		docs, err := describe(spec)
-		return kind, docs, err
-	}
-	var all []string
-	for _, p := range Plugins(schemas) {
-		all = append(all, p.Name)
-	}
-	return "", nil, &ConfigError{Err: fmt.Errorf("no plugin %q (available: %v)", name, all)}
-}
-
-// describe walks the spec shapes plugin schemas use (ObjectSpec of
-// attributes, possibly wrapped in DefaultSpec and ValidateSpec).
-func describe(spec hcldec.Spec) ([]AttrDoc, error) {
-	obj, ok := spec.(hcldec.ObjectSpec)
-	if !ok {
-		return nil, fmt.Errorf("schema is a %T, not an object of attributes", spec)
-	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out []AttrDoc
-	for _, k := range keys {
-		d := AttrDoc{Name: k}
-		s := obj[k]
-		for s != nil {
-			switch x := s.(type) {
-			case *hcldec.ValidateSpec:
-				d.Validated, s = true, x.Wrapped
-				continue
-			case *hcldec.DefaultSpec:
-				if lit, ok := x.Default.(*hcldec.LiteralSpec); ok {
-					d.Default = ctyText(lit.Value)
-				}
-				s = x.Primary
-				continue
-			case *hcldec.AttrSpec:
-				d.Name, d.Type, d.Required = x.Name, x.Type.FriendlyName(), x.Required
-			default:
-				d.Type = hcldec.ImpliedType(s).FriendlyName()
+// Describe returns the arguments of plugin name, from the plugin itself:
+// its kinds and its documented attributes (nested blocks are listed by
+// type name with Type "block").
+func (s *Schemas) Describe(name string) ([]plugin.Kind, []AttrDoc, error) {
+	c, err := s.client(name)
+	if err != nil {
+		if errors.Is(err, pipeline.ErrUnknownPlugin) {
+			bundled := make([]string, 0, len(plugin.Bundled))
+			for n := range plugin.Bundled {
+				bundled = append(bundled, n)
 			}
-			s = nil
+			sort.Strings(bundled)
+			return nil, nil, &ConfigError{Err: fmt.Errorf("no plugin %q: not bundled (bundled: %v), nor found as an external plugin: %w", name, bundled, err)}
 		}
-		out = append(out, d)
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return nil, nil, err
+		}
+		return nil, nil, &ConfigError{Err: fmt.Errorf("plugin %q: %w", name, err)}
 	}
-	return out, nil
+	sch, err := c.Schema(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
+	var docs []AttrDoc
+	for _, a := range sch.Attributes {
+		d := AttrDoc{Name: a.Name, Type: a.Type.FriendlyName(), Required: a.Required, Description: a.Description}
+		if a.Default != cty.NilVal {
+			d.Default = ctyText(a.Default)
+		}
+		for _, v := range a.OneOf {
+			d.Allowed = append(d.Allowed, ctyText(v))
+		}
+		if a.Min != nil {
+			d.Min = strconv.FormatFloat(*a.Min, 'g', -1, 64)
+		}
+		if a.Max != nil {
+			d.Max = strconv.FormatFloat(*a.Max, 'g', -1, 64)
+		}
+		docs = append(docs, d)
+	}
+	for _, b := range sch.Blocks {
+		docs = append(docs, AttrDoc{Name: b.TypeName, Type: "block (" + string(b.Nesting) + ")", Required: b.Required, Description: b.Description})
+	}
+	return c.Info().Kinds, docs, nil
 }
 
 func ctyText(v cty.Value) string {

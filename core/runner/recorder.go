@@ -254,3 +254,21 @@ func (e *StepError) Error() string {
 
 // Unwrap returns the cause (a *train.NonFiniteLossError for NaN/Inf).
 func (e *StepError) Unwrap() error { return e.Err }
+
+// Metric is one recorded scalar. Analyzer metrics are keyed
+// "<analyzer>/<name>" ("decompose/m_o"); Context says what was measured
+// ({"tensor": "z", "scope": "batch", "batch": "256"}) and must be treated
+// as read-only.
+type Metric struct {
+	Key     string
+	Value   float64
+	Context map[string]string
+}
+
+// Array is an analyzer's array result (a spectrum), row-major in Shape.
+type Array struct {
+	Key     string
+	Shape   []int
+	Data    []float64
+	Context map[string]string
+}

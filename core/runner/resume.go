@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -21,18 +20,23 @@ type resumeInfo struct {
 	st  *runState
 }
 
-// ParsePipeline parses and validates the pipeline files of src with the
-// given plugin schemas (nil: pipeline.StaticSchemas, until core/plugin
-// provides the live plugins' schemas), and checks that every loss and
-// analyzer it names is registered in this binary. Diagnostics (errors and
-// warnings, file:line:col with a snippet) are written to w; any error
-// gives a *ConfigError.
+// ParsePipeline parses and validates the pipeline files of src; every
+// plugin block is validated by its plugin's own schema (schemas; nil
+// starts the plugins as a run with default Options would: see
+// NewSchemas). Diagnostics (errors and warnings, file:line:col with a
+// snippet, all in one pass) are written to w; any error gives a
+// *ConfigError.
 func ParsePipeline(src Source, schemas pipeline.SchemaProvider, w io.Writer) (*pipeline.Pipeline, error) {
+	if schemas == nil {
+		s, err := NewSchemas(Options{}, src.Files)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		schemas = s
+	}
 	p := pipeline.NewParser(pipeline.Options{Vars: src.Vars, VarFiles: src.VarFiles, Schemas: schemas})
 	pl, diags := p.ParseFiles(src.Files...)
-	if !diags.HasErrors() && pl != nil {
-		diags = append(diags, checkRegistered(pl)...)
-	}
 	if len(diags) > 0 && w != nil {
 		if err := p.WriteDiagnostics(w, diags, 100); err != nil {
 			return nil, fmt.Errorf("write diagnostics: %w", err)
@@ -43,6 +47,17 @@ func ParsePipeline(src Source, schemas pipeline.SchemaProvider, w io.Writer) (*p
 		return nil, &ConfigError{Err: fmt.Errorf("invalid pipeline %s: %d error(s)", strings.Join(src.Files, ", "), len(diags.Errs()))}
 	}
 	return pl, nil
+}
+
+// Parse is ParsePipeline with the plugins started as opts says
+// (Options.InProcess, PluginDirs, CallTimeout, Executable).
+func Parse(src Source, opts Options, w io.Writer) (*pipeline.Pipeline, error) {
+	s, err := NewSchemas(opts, src.Files)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return ParsePipeline(src, s, w)
 }
 
 // writeSummary lists the diagnostics as file:line:col lines (the form
@@ -60,33 +75,6 @@ func writeSummary(w io.Writer, diags hcl.Diagnostics) {
 		}
 		fmt.Fprintf(w, "  %s: %s: %s\n", loc, sev, d.Summary)
 	}
-}
-
-// checkRegistered reports losses and analyzers the schemas know but this
-// binary cannot run.
-func checkRegistered(pl *pipeline.Pipeline) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	seen := map[string]bool{}
-	add := func(kind, name string, names []string, rng hcl.Range) {
-		if slices.Contains(names, name) || seen[kind+name] {
-			return
-		}
-		seen[kind+name] = true
-		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin not available",
-			Detail: fmt.Sprintf("The %s %q has a schema but is not registered in this binary; available: %v.", kind, name, names)}
-		if rng.Filename != "" {
-			d.Subject = rng.Ptr()
-		}
-		diags = append(diags, d)
-	}
-	losses, analyzers := Losses(), Analyzers()
-	for _, r := range pl.Runs {
-		add("loss", r.Config.Loss.Name, losses, r.Config.Loss.Range)
-		for _, a := range r.Config.Analyzers {
-			add("analyzer", a.Name, analyzers, a.Range)
-		}
-	}
-	return diags
 }
 
 // FindRun resolves a run reference to its directory: a path to a run
@@ -129,7 +117,7 @@ func openRun(ref string, opts *Options, diag io.Writer) (string, *runState, *pip
 	if len(st.Files) == 0 {
 		return "", nil, nil, fmt.Errorf("run %s: run.json names no pipeline files", st.ID)
 	}
-	pl, err := ParsePipeline(Source{Files: st.Files, Vars: st.Vars, VarFiles: st.VarFiles}, nil, diag)
+	pl, err := Parse(Source{Files: st.Files, Vars: st.Vars, VarFiles: st.VarFiles}, *opts, diag)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("run %s: %w", st.ID, err)
 	}
@@ -190,8 +178,10 @@ func processAlive(pid int) bool {
 // latest checkpoint: the pipeline's `evaluate` block of that kind, or the
 // defaults on its "train" and "test" datasets.
 //
-// TODO(rundb): record the result in the run database once core/rundb's
-// adapter exists (today it is returned and printed only).
+// TODO(rundb): record the result in the run database. core/rundb can only
+// write to a run it creates or resumes (ResumeRun refuses a FINISHED run and
+// would change its status); it needs an API to add an evaluation to any
+// run, e.g. (*DB).LogEvaluation(ctx, runID, Evaluation).
 func Evaluate(ctx context.Context, ref, protocol string, opts Options, diag io.Writer) (EvalRecord, error) {
 	if protocol != "knn" && protocol != "linear" {
 		return EvalRecord{}, &ConfigError{Err: fmt.Errorf("protocol %q: want knn or linear", protocol)}
@@ -216,17 +206,21 @@ func Evaluate(ctx context.Context, ref, protocol string, opts Options, diag io.W
 	cfg.Evaluations = []pipeline.Evaluation{ev}
 	rr := *r
 	rr.Config = cfg
-	t := &trainer{run: &rr, cfg: &rr.Config, opts: opts, log: opts.Log}
-	if err := t.build(datasetCache{}); err != nil {
+	t := &trainer{run: &rr, cfg: &rr.Config, opts: opts, log: opts.Log, dir: dir, st: st}
+	if t.env, err = newPluginEnv(opts, st.Files); err != nil {
 		return EvalRecord{}, err
 	}
-	if err := loadWeights(dir, st.Checkpoint, t.model); err != nil {
+	defer t.eng.close()
+	if err := t.build(ctx, datasetCache{}, false); err != nil {
+		return EvalRecord{}, err
+	}
+	if err := loadCheckpoint(ctx, t.eng.enc, dir, st.Checkpoint); err != nil {
 		return EvalRecord{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return EvalRecord{}, err
 	}
-	rec, err := runEval(t.evalTape, t.model, t.view, t.evals[0], cfg.Seed, nil)
+	rec, err := runEval(t.eng, t.view, t.flat, t.evals[0], cfg.Seed, nil)
 	if err != nil {
 		return EvalRecord{}, fmt.Errorf("evaluate %s: %w", protocol, err)
 	}

@@ -29,7 +29,7 @@ func TestRunDatabase(t *testing.T) {
 	if st.RecorderID == "" {
 		t.Fatal("run.json has no database run id")
 	}
-	if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), Recorder: dbs.Factory}, nil); err != nil {
+	if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), Recorder: dbs.Factory, InProcess: true}, nil); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	if err := dbs.Close(); err != nil {
@@ -62,7 +62,7 @@ func TestRunDatabase(t *testing.T) {
 		t.Errorf("train/loss summary: %+v", loss)
 	}
 	// The analyzer runs every 3 steps: steps 0, 3, ..., 15.
-	arrs, err := db.Arrays(context.Background(), d.ID, "test/z_row0")
+	arrs, err := db.Arrays(context.Background(), d.ID, "decompose/z_row0")
 	if err != nil || len(arrs) != 6 {
 		t.Errorf("arrays: %d, %v; want 6", len(arrs), err)
 	}

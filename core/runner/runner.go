@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -17,14 +16,12 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vbauerster/mpb/v8"
 
-	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/data"
 	"github.com/sslrun/sslrun/core/data/augment"
-	"github.com/sslrun/sslrun/core/nn"
 	"github.com/sslrun/sslrun/core/optim"
 	"github.com/sslrun/sslrun/core/parallel"
 	"github.com/sslrun/sslrun/core/pipeline"
-	"github.com/sslrun/sslrun/core/train"
+	"github.com/sslrun/sslrun/core/plugin"
 )
 
 // Options configure how runs execute; the pipeline says what they train.
@@ -50,6 +47,21 @@ type Options struct {
 	StopAfterSteps int64
 	// OnStep, when set, is called after every optimizer step.
 	OnStep func(StepEvent)
+
+	// InProcess runs the bundled plugins (encoder, losses, analyzers) in
+	// this process through the same plugin interfaces, instead of as
+	// subprocesses re-executing this binary: for tests and benchmarks.
+	// External plugins always run as subprocesses.
+	InProcess bool
+	// PluginDirs are searched for external plugins before the "plugins"
+	// directory beside the pipeline.
+	PluginDirs []string
+	// CallTimeout bounds every plugin call (plugin.DefaultCallTimeout if
+	// 0): a plugin that hangs fails the run.
+	CallTimeout time.Duration
+	// Executable is the binary re-executed for bundled plugins
+	// (os.Executable() when empty).
+	Executable string
 }
 
 // StepEvent describes a finished optimizer step.
@@ -134,31 +146,23 @@ type trainer struct {
 	cfg  *pipeline.Config
 	opts Options
 	log  zerolog.Logger
+	env  *pluginEnv
 
 	dir string
 	st  *runState
 	rec Recorder
 
-	spec      LossSpec
-	model     *nn.Model
-	step      *train.Step
-	loader    *data.Loader
-	sched     optim.Schedule
-	view      augment.Pipeline
-	flat      bool
-	perEpoch  int
-	total     int64
-	analyzers []analyzerEntry
-	evals     []evalEntry
-	evalTape  *autodiff.Tape
-	datasets  []DatasetInfo
-	result    *Result
-}
-
-type analyzerEntry struct {
-	name  string
-	every int
-	a     Analyzer
+	eng      *engine
+	obs      []observation
+	loader   *data.Loader
+	sched    optim.Schedule
+	view     augment.Pipeline
+	flat     bool
+	perEpoch int
+	total    int64
+	evals    []evalEntry
+	datasets []DatasetInfo
+	result   *Result
 }
 
 type evalEntry struct {
@@ -177,7 +181,19 @@ func train1(ctx context.Context, r *pipeline.Run, src Source, opts Options, cach
 		parallel.SetThreads(r.Config.Threads)
 		defer parallel.SetThreads(prev)
 	}
-	if err := t.build(cache); err != nil {
+	files := src.Files
+	if resume != nil {
+		files = resume.st.Files
+	}
+	if t.env, err = newPluginEnv(opts, files); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := t.eng.close(); cerr != nil {
+			t.log.Warn().Err(cerr).Msg("closing the plugins")
+		}
+	}()
+	if err := t.build(ctx, cache, true); err != nil {
 		return nil, err
 	}
 	pos := position{}
@@ -187,7 +203,7 @@ func train1(ctx context.Context, r *pipeline.Run, src Source, opts Options, cach
 		}
 	} else {
 		t.dir, t.st = resume.dir, resume.st
-		if pos, err = t.restore(); err != nil {
+		if pos, err = t.restore(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -205,7 +221,7 @@ func train1(ctx context.Context, r *pipeline.Run, src Source, opts Options, cach
 		return nil, err
 	}
 	ev := t.log.Info().Str("id", t.st.ID).Str("dir", t.dir).Int("epochs", t.cfg.Epochs).Int("steps_per_epoch", t.perEpoch).
-		Int("batch_size", t.cfg.BatchSize).Str("loss", t.cfg.Loss.Name).Int64("seed", t.cfg.Seed)
+		Int("batch_size", t.cfg.BatchSize).Str("loss", t.cfg.Loss.Name).Int64("seed", t.cfg.Seed).Bool("in_process", t.opts.InProcess)
 	if resume != nil {
 		ev.Int("from_epoch", pos.Epoch).Int("from_batch", pos.Batch).Int64("from_step", pos.Step).Msg("resuming run")
 	} else {
@@ -242,19 +258,11 @@ func train1(ctx context.Context, r *pipeline.Run, src Source, opts Options, cach
 	return t.result, runErr
 }
 
-// build prepares the data, model, step, schedule, analyzers and
-// evaluations. Errors in the run's configuration are ConfigErrors.
-func (t *trainer) build(cache datasetCache) error {
+// build prepares the data, the plugins (encoder built, loss and, with
+// withAnalyzers, analyzers configured), the schedule and the evaluations.
+// Errors in the run's configuration are ConfigErrors.
+func (t *trainer) build(ctx context.Context, cache datasetCache, withAnalyzers bool) error {
 	cfg := t.cfg
-	lf, err := lookupLoss(cfg.Loss.Name)
-	if err != nil {
-		return err
-	}
-	spec, loss, err := lf(cfg.Loss.Config)
-	if err != nil {
-		return &ConfigError{Err: fmt.Errorf("loss %q: %w", cfg.Loss.Name, err)}
-	}
-	t.spec = spec
 	ds, err := cache.load(t.resolveData(cfg.Train))
 	if err != nil {
 		return err
@@ -271,40 +279,18 @@ func (t *trainer) build(cache datasetCache) error {
 	}
 	t.perEpoch = t.loader.BatchesPerEpoch()
 	t.total = int64(t.perEpoch) * int64(cfg.Epochs)
-	// The model's initialisation is drawn from the run seed alone (the
-	// stream constant keeps it apart from any other use of the seed).
-	t.model, err = nn.Build(cfg.Encoder.ModelSpec(), rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6d6f64656c)))
-	if err != nil {
-		return &ConfigError{Err: fmt.Errorf("encoder: %w", err)}
+	t.flat = cfg.Encoder.Backbone.Arch == "mlp"
+	c, h, w := ds.Shape()
+	c, h, w = t.view.OutShape(c, h, w)
+	shape := []int{c, h, w}
+	if t.flat {
+		shape = []int{c * h * w}
 	}
-	t.flat = flatInput(t.model)
-	if _, none := t.model.Predictor.(nn.Identity); none && spec.NeedsPredictor {
-		return &ConfigError{Err: fmt.Errorf("loss %q needs a predictor; add `predictor { dims = [...] }` to the encoder block", cfg.Loss.Name)}
-	}
-	var predLR float64
-	if cfg.Optimizer.PredictorFixedLR {
-		predLR = cfg.Optimizer.LR
-	}
-	t.step, err = train.NewStep(train.Config{
-		Model: t.model, Loss: loss, EMATarget: spec.Target == TargetEMA,
-		Optimizer: cfg.Optimizer.Algorithm(), Base: cfg.Optimizer.Group("encoder"), PredictorLR: predLR,
-	})
-	if err != nil {
-		return &ConfigError{Err: err}
+	if t.eng, err = startEngine(ctx, t.env, cfg, shape, withAnalyzers); err != nil {
+		return err
 	}
 	if t.sched, err = cfg.Schedule.Build(cfg.Optimizer.LR, cfg.Epochs, t.perEpoch); err != nil {
 		return &ConfigError{Err: err}
-	}
-	for _, a := range cfg.Analyzers {
-		af, err := lookupAnalyzer(a.Name)
-		if err != nil {
-			return err
-		}
-		an, err := af(a.Config)
-		if err != nil {
-			return &ConfigError{Err: fmt.Errorf("analyzer %q: %w", a.Name, err)}
-		}
-		t.analyzers = append(t.analyzers, analyzerEntry{name: a.Name, every: max(1, a.Every), a: an})
 	}
 	for _, e := range cfg.Evaluations {
 		trd, ok1 := cfg.Datasets[e.Train]
@@ -330,7 +316,6 @@ func (t *trainer) build(cache datasetCache) error {
 		}
 		t.evals = append(t.evals, evalEntry{cfg: e, train: tr, test: te, split: ted.Split})
 	}
-	t.evalTape = autodiff.NewTape()
 	return nil
 }
 
@@ -439,6 +424,13 @@ func snapshotSources(dir string, src Source) (files, varFiles []string, err erro
 		if err != nil {
 			return nil, nil, err
 		}
+		// The lock file goes with its pipeline: a resumed run verifies its
+		// external plugins against the checksums the run started with.
+		if b, err := os.ReadFile(plugin.LockPath(p)); err == nil {
+			if err := writeAtomic(plugin.LockPath(d), b); err != nil {
+				return nil, nil, err
+			}
+		}
 		files = append(files, d)
 		n++
 	}
@@ -496,25 +488,19 @@ func orString(s, def string) string {
 	return s
 }
 
-// restore loads the latest checkpoint of a resumed run.
-func (t *trainer) restore() (position, error) {
+// restore loads the latest checkpoint of a resumed run into the encoder;
+// the position comes from run.json.
+func (t *trainer) restore(ctx context.Context) (position, error) {
 	if t.st.Checkpoint == "" {
 		return position{}, fmt.Errorf("run %s has no checkpoint to resume from", t.st.ID)
 	}
-	if err := loadWeights(t.dir, t.st.Checkpoint, t.model); err != nil {
+	p := position{Epoch: t.st.Epoch, Batch: t.st.Batch, Step: t.st.Step}
+	if p.Batch >= t.perEpoch || p.Epoch > t.cfg.Epochs || p.Step != int64(p.Epoch*t.perEpoch+p.Batch) {
+		return position{}, fmt.Errorf("checkpoint %s: position epoch %d batch %d step %d is outside the run (%d epochs of %d batches)",
+			t.st.Checkpoint, p.Epoch, p.Batch, p.Step, t.cfg.Epochs, t.perEpoch)
+	}
+	if err := loadCheckpoint(ctx, t.eng.enc, t.dir, t.st.Checkpoint); err != nil {
 		return position{}, err
-	}
-	p, err := loadState(t.dir, t.st.Checkpoint, t.step)
-	if err != nil {
-		return position{}, err
-	}
-	if p.Epoch != t.st.Epoch || p.Batch != t.st.Batch || p.Step != t.st.Step {
-		return position{}, fmt.Errorf("checkpoint %s is at epoch %d batch %d step %d but run.json says epoch %d batch %d step %d",
-			t.st.Checkpoint, p.Epoch, p.Batch, p.Step, t.st.Epoch, t.st.Batch, t.st.Step)
-	}
-	if p.Batch >= t.perEpoch || p.Epoch > t.cfg.Epochs {
-		return position{}, fmt.Errorf("checkpoint %s: position epoch %d batch %d is outside the run (%d epochs of %d batches)",
-			t.st.Checkpoint, p.Epoch, p.Batch, t.cfg.Epochs, t.perEpoch)
 	}
 	return p, nil
 }
@@ -571,14 +557,16 @@ func (t *trainer) loop(ctx context.Context, pos position) (Status, error) {
 			}
 			lr := t.sched.LR(int(pos.Step))
 			tau := 0.0
-			if t.spec.Target == TargetEMA {
-				final := t.spec.TauFinal
+			if t.eng.spec.Target == plugin.TargetEMA {
+				final := t.eng.spec.TauFinal
 				if final == 0 {
 					final = 1
 				}
-				tau = optim.Tau(t.spec.TauBase, final, int(pos.Step), int(t.total))
+				tau = optim.Tau(t.eng.spec.TauBase, final, int(pos.Step), int(t.total))
 			}
-			loss, err := t.step.Run(x1, x2, lr, tau)
+			var loss float32
+			st := plugin.Step{Step: pos.Step, Epoch: int64(epoch), TotalSteps: t.total, Train: true}
+			loss, t.obs, err = t.eng.step(ctx, st, x1, x2, lr, tau, t.obs)
 			rows := batch.Views[0].Shape[0]
 			it.Release(batch)
 			if err != nil {
@@ -595,14 +583,14 @@ func (t *trainer) loop(ctx context.Context, pos position) (Status, error) {
 			t.result.Losses = append(t.result.Losses, loss)
 			epochF := float64(epoch) + float64(bi+1)/float64(t.perEpoch)
 			ms := []Metric{{Key: "train/loss", Value: float64(loss)}, {Key: "train/lr", Value: lr}}
-			if t.spec.Target == TargetEMA {
+			if t.eng.spec.Target == plugin.TargetEMA {
 				ms = append(ms, Metric{Key: "train/tau", Value: tau})
 			}
 			if err := t.rec.LogMetrics(pos.Step, epochF, ms); err != nil {
 				it.Close()
 				return StatusFailed, fmt.Errorf("recorder: %w", err)
 			}
-			if err := t.analyze(pos.Step, epoch, epochF); err != nil {
+			if err := t.analyze(pos.Step, epochF); err != nil {
 				it.Close()
 				b.abort()
 				return StatusFailed, err
@@ -684,7 +672,7 @@ func (t *trainer) interrupt(pos position, why string) (Status, error) {
 // periodic ones are pruned to checkpoint.keep.
 func (t *trainer) checkpoint(pos position, periodic bool) error {
 	prev := t.st.Checkpoint
-	name, err := saveCheckpoint(t.dir, t.step, pos, map[string]string{"run": t.st.ID, "hash": t.run.Hash})
+	name, err := saveCheckpoint(context.Background(), t.eng.enc, t.dir, pos)
 	if err != nil {
 		return err
 	}
@@ -737,45 +725,27 @@ func isMidEpoch(name string) bool {
 	return n == 2
 }
 
-// analyze runs the analyzers due at step.
-func (t *trainer) analyze(step int64, epoch int, epochF float64) error {
-	if len(t.analyzers) == 0 {
-		return nil
-	}
-	var in *StepTensors
-	for _, a := range t.analyzers {
-		if step%int64(a.every) != 0 {
-			continue
-		}
-		if in == nil {
-			o := t.step.Outputs()
-			in = &StepTensors{Step: step, Epoch: epoch, Z1: o.Z1.Value, Z2: o.Z2.Value, GradZ1: o.Z1.Grad, GradZ2: o.Z2.Grad}
-			if _, none := t.model.Predictor.(nn.Identity); !none {
-				in.P1, in.P2 = o.P1.Value, o.P2.Value
-			}
-			if o.T1 != nil && o.T2 != nil {
-				in.T1, in.T2 = o.T1.Value, o.T2.Value
-			}
-		}
-		res, err := a.a.Analyze(in)
-		if err != nil {
-			return fmt.Errorf("analyzer %s at step %d: %w", a.name, step, err)
-		}
-		if err := t.rec.LogMetrics(step, epochF, res.Metrics); err != nil {
+// analyze records what the analyzers due at step observed (the engine
+// called them during the step) and acts on a collapse verdict.
+func (t *trainer) analyze(step int64, epochF float64) error {
+	for _, o := range t.obs {
+		ms, collapsed, reason := analyzerMetrics(o.name, o.metrics)
+		if err := t.rec.LogMetrics(step, epochF, ms); err != nil {
 			return fmt.Errorf("recorder: %w", err)
 		}
-		for _, arr := range res.Arrays {
+		for _, arr := range o.arrays {
 			if err := t.rec.LogArray(step, epochF, arr); err != nil {
 				return fmt.Errorf("recorder: %w", err)
 			}
 		}
-		if res.Collapsed {
-			t.log.Warn().Str("analyzer", a.name).Int64("step", step).Str("reason", res.Reason).Msg("collapse detected")
+		if collapsed {
+			t.log.Warn().Str("analyzer", o.name).Int64("step", step).Str("reason", reason).Msg("collapse detected")
 			if t.opts.StopOnCollapse {
-				return &CollapseError{Step: step, Analyzer: a.name, Reason: res.Reason}
+				return &CollapseError{Step: step, Analyzer: o.name, Reason: reason}
 			}
 		}
 	}
+	t.obs = t.obs[:0]
 	return nil
 }
 

@@ -8,70 +8,115 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/sslrun/sslrun/core/autodiff"
+	"github.com/sslrun/sslrun/core/plugin"
+	"github.com/sslrun/sslrun/core/plugin/lossdk"
+	"github.com/sslrun/sslrun/core/plugin/nnencoder"
 	"github.com/sslrun/sslrun/core/safetensors"
 	"github.com/sslrun/sslrun/core/train"
 )
 
-// The tests register their own small loss and analyzer under the bundled
-// names (core must not import plugins/): a SimSiam-style negative cosine
-// with stop-gradient, and an analyzer measuring the mean row norm of z and
-// of its gradient, which flags "collapse" from a chosen step on.
-var collapseAt int64 = -1
+// The tests bundle their own plugins under the bundled names (core must
+// not import plugins/): the encoder of core/plugin/nnencoder, a
+// SimSiam-style negative cosine with stop-gradient, a BYOL-style loss and
+// an analyzer measuring the mean row norm of z and of the loss's gradient
+// on p. The test binary serves them when the runner re-executes it
+// (TestMain). Failures are injected through the environment, which
+// subprocess plugins inherit:
+//
+//	SSLRUN_TEST_FAIL=panic@3    the loss panics at step 3 (exit, hang: it
+//	                            exits the process or never answers)
+//	SSLRUN_TEST_COLLAPSE_AT=3   the analyzer reports collapse from step 3
+const (
+	envFail     = "SSLRUN_TEST_FAIL"
+	envCollapse = "SSLRUN_TEST_COLLAPSE_AT"
+)
 
-// lossPanics makes the test loss panic (a bug in a loss).
-var lossPanics bool
+func TestMain(m *testing.M) {
+	plugin.Bundled[EncoderPlugin] = nnencoder.Plugin
+	plugin.Bundled["simsiam"] = func() plugin.Plugin {
+		return testLoss(plugin.LossSpec{Predictor: true, Target: plugin.TargetStopGrad, Inputs: []string{"z1", "z2", "p1", "p2"}},
+			[]string{"z1", "z2"}, func(tp *autodiff.Tape, in map[string]*autodiff.Var) *autodiff.Var {
+				a := tp.Mean(tp.CosineSimilarity(in["p1"], in["z2"]))
+				b := tp.Mean(tp.CosineSimilarity(in["p2"], in["z1"]))
+				return tp.Scale(tp.Add(a, b), -0.5)
+			}).Plugin("simsiam", "0.0.1")
+	}
+	plugin.Bundled["byol"] = func() plugin.Plugin {
+		return testLoss(plugin.LossSpec{Predictor: true, Target: plugin.TargetEMA, TauBase: 0.9, TauFinal: 1, Inputs: []string{"p1", "p2", "t1", "t2"}},
+			[]string{"t1", "t2"}, func(tp *autodiff.Tape, in map[string]*autodiff.Var) *autodiff.Var {
+				a := tp.Mean(tp.CosineSimilarity(in["p1"], in["t2"]))
+				b := tp.Mean(tp.CosineSimilarity(in["p2"], in["t1"]))
+				return tp.AddScalar(tp.Scale(tp.Add(a, b), -2), 4)
+			}).Plugin("byol", "0.0.1")
+	}
+	plugin.Bundled["decompose"] = func() plugin.Plugin {
+		return plugin.Plugin{Name: "decompose", Version: "0.0.1", Analyzer: normAnalyzer{},
+			Schema: plugin.Schema{Attributes: []plugin.Attribute{{Name: "tensors", Type: cty.List(cty.String), Default: cty.ListValEmpty(cty.String)}}}}
+	}
+	plugin.ServeIfBundled()
+	os.Exit(m.Run())
+}
 
-func init() {
-	RegisterLoss("simsiam", func(cty.Value) (LossSpec, train.LossFunc, error) {
-		return LossSpec{NeedsPredictor: true}, func(tp *autodiff.Tape, o *train.Outputs) (*autodiff.Var, error) {
-			if lossPanics {
-				panic("test loss bug")
+// testLoss is a lossdk loss that fails as SSLRUN_TEST_FAIL says.
+func testLoss(spec plugin.LossSpec, noGrad []string, f func(tp *autodiff.Tape, in map[string]*autodiff.Var) *autodiff.Var) *lossdk.Func {
+	return &lossdk.Func{LossSpec: spec, NoGrad: noGrad,
+		Forward: func(tp *autodiff.Tape, in map[string]*autodiff.Var, st plugin.Step) (*autodiff.Var, map[string]float64, error) {
+			if mode, at, ok := strings.Cut(os.Getenv(envFail), "@"); ok && at == strconv.FormatInt(st.Step, 10) {
+				switch mode {
+				case "panic":
+					panic("test loss bug")
+				case "exit":
+					os.Exit(3)
+				case "hang":
+					select {}
+				}
 			}
-			a := tp.Mean(tp.CosineSimilarity(o.P1, tp.Detach(o.Z2)))
-			b := tp.Mean(tp.CosineSimilarity(o.P2, tp.Detach(o.Z1)))
-			return tp.Scale(tp.Add(a, b), -0.5), nil
-		}, nil
-	})
-	RegisterLoss("byol", func(cty.Value) (LossSpec, train.LossFunc, error) {
-		return LossSpec{NeedsPredictor: true, Target: TargetEMA, TauBase: 0.9}, func(tp *autodiff.Tape, o *train.Outputs) (*autodiff.Var, error) {
-			a := tp.Mean(tp.CosineSimilarity(o.P1, tp.Detach(o.T2)))
-			b := tp.Mean(tp.CosineSimilarity(o.P2, tp.Detach(o.T1)))
-			return tp.AddScalar(tp.Scale(tp.Add(a, b), -2), 4), nil
-		}, nil
-	})
-	RegisterAnalyzer("decompose", func(cty.Value) (Analyzer, error) { return normAnalyzer{}, nil })
+			return f(tp, in), nil, nil
+		}}
 }
 
 type normAnalyzer struct{}
 
-func (normAnalyzer) Analyze(in *StepTensors) (Analysis, error) {
-	if in.GradZ1 == nil || in.P1 == nil {
-		return Analysis{}, fmt.Errorf("missing gradient or prediction")
+func (normAnalyzer) Observe(ctx context.Context, in plugin.StepTensors) ([]plugin.Metric, []plugin.Array, error) {
+	z, g := in.Tensors["z1"], in.Tensors["grad/p1"]
+	if z == nil || g == nil || in.Tensors["p1"] == nil {
+		return nil, nil, fmt.Errorf("missing z1, p1 or the gradient on p1 (have %d tensors)", len(in.Tensors))
 	}
-	var z, g float64
-	for _, v := range in.Z1.Data {
-		z += float64(v) * float64(v)
+	var zn, gn float64
+	for _, v := range z.Data {
+		zn += float64(v) * float64(v)
 	}
-	for _, v := range in.GradZ1.Data {
-		g += float64(v) * float64(v)
+	for _, v := range g.Data {
+		gn += float64(v) * float64(v)
 	}
-	row := make([]float64, in.Z1.Shape[1])
-	for i := range row {
-		row[i] = float64(in.Z1.Data[i])
+	row := plugin.NewTensor(ctx, z.Shape[1])
+	copy(row.Data, z.Data[:z.Shape[1]])
+	ms := []plugin.Metric{{Name: "z_norm", Value: math.Sqrt(zn)}, {Name: "grad_norm", Value: math.Sqrt(gn)}}
+	if at, err := strconv.ParseInt(os.Getenv(envCollapse), 10, 64); err == nil && in.Step.Step >= at {
+		ms = append(ms, plugin.Metric{Name: CollapseMetric, Value: 1, Context: map[string]string{"reason": "test collapse"}})
 	}
-	a := Analysis{Metrics: []Metric{{Key: "test/z_norm", Value: math.Sqrt(z)}, {Key: "test/grad_norm", Value: math.Sqrt(g)}},
-		Arrays: []Array{{Key: "test/z_row0", Shape: []int{len(row)}, Data: row, Context: map[string]string{"tensor": "z"}}}}
-	if collapseAt >= 0 && in.Step >= collapseAt {
-		a.Collapsed, a.Reason = true, "test collapse"
+	return ms, []plugin.Array{{Name: "z_row0", T: row, Context: map[string]string{"tensor": "z"}}}, nil
+}
+
+func (normAnalyzer) Evaluate(_ context.Context, in plugin.EvalSet) ([]plugin.Metric, []plugin.Array, error) {
+	e := in.Tensors["embeddings"]
+	if e == nil {
+		return nil, nil, fmt.Errorf("no embeddings")
 	}
-	return a, nil
+	var s float64
+	for _, v := range e.Data {
+		s += float64(v) * float64(v)
+	}
+	return []plugin.Metric{{Name: "eval_norm", Value: math.Sqrt(s), Context: map[string]string{"set": in.Name}}}, nil, nil
 }
 
 // memRecorder keeps every metric logged, as "step key value" lines.
@@ -182,7 +227,7 @@ func setup(t *testing.T, vars map[string]string) (Source, Options, []*Result) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return Source{Files: []string{path}, Vars: vars}, Options{Dir: dir, Log: zerolog.Nop()}, nil
+	return Source{Files: []string{path}, Vars: vars}, Options{Dir: dir, Log: zerolog.Nop(), InProcess: true}, nil
 }
 
 func runTiny(t *testing.T, ctx context.Context, vars map[string]string, mod func(*Options)) (*Result, error) {
@@ -192,7 +237,7 @@ func runTiny(t *testing.T, ctx context.Context, vars map[string]string, mod func
 		mod(&opts)
 	}
 	var diag strings.Builder
-	pl, err := ParsePipeline(src, nil, &diag)
+	pl, err := Parse(src, opts, &diag)
 	if err != nil {
 		t.Fatalf("parse: %v\n%s", err, diag.String())
 	}
@@ -304,7 +349,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 			if st.Status != StatusKilled || !st.Resumable || st.Step != tc.stop || st.Checkpoint == "" {
 				t.Fatalf("run.json after stop: %+v", st)
 			}
-			rest, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), Recorder: memRecorders(&lines)}, nil)
+			rest, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), Recorder: memRecorders(&lines), InProcess: true}, nil)
 			if err != nil {
 				t.Fatalf("resume: %v", err)
 			}
@@ -338,7 +383,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 			if want := full.Evals[len(full.Evals)-1]; last.Top1 != want.Top1 {
 				t.Errorf("final kNN %v, want %v", last.Top1, want.Top1)
 			}
-			if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop()}, nil); !IsConfigError(err) {
+			if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), InProcess: true}, nil); !IsConfigError(err) {
 				t.Errorf("resuming a finished run: %v, want a ConfigError", err)
 			}
 		})
@@ -398,16 +443,13 @@ func TestCancelWritesCheckpoint(t *testing.T) {
 	if st.Checkpoint != "ckpt-0-6" || st.Epoch != 0 || st.Batch != 6 || !st.Resumable {
 		t.Fatalf("run.json: %+v", st)
 	}
-	for _, suf := range []string{weightsSuffix, extraSuffix} {
-		if _, err := os.Stat(filepath.Join(res.Dir, st.Checkpoint+suf)); err != nil {
-			t.Error(err)
-		}
+	if _, err := os.Stat(filepath.Join(res.Dir, st.Checkpoint+weightsSuffix)); err != nil {
+		t.Error(err)
 	}
 }
 
 func TestStopOnCollapse(t *testing.T) {
-	collapseAt = 3
-	defer func() { collapseAt = -1 }()
+	t.Setenv(envCollapse, "3")
 	_, err := runTiny(t, context.Background(), nil, func(o *Options) { o.StopOnCollapse = true })
 	var ce *CollapseError
 	if !errors.As(err, &ce) || ce.Step != 3 {
@@ -420,7 +462,7 @@ func TestEvaluateCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := Evaluate(context.Background(), res.Dir, "knn", Options{Log: zerolog.Nop()}, nil)
+	rec, err := Evaluate(context.Background(), res.Dir, "knn", Options{Log: zerolog.Nop(), InProcess: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,14 +470,14 @@ func TestEvaluateCheckpoint(t *testing.T) {
 		t.Errorf("eval of the checkpoint: %+v, the run measured %+v", rec, want)
 	}
 	// No linear block in the pipeline: the defaults on "train" and "test".
-	lin, err := Evaluate(context.Background(), res.Dir, "linear", Options{Log: zerolog.Nop()}, nil)
+	lin, err := Evaluate(context.Background(), res.Dir, "linear", Options{Log: zerolog.Nop(), InProcess: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if lin.Protocol != "linear" || lin.N != 200 || lin.Top1 < 0.2 || lin.Options["epochs"] != "100" {
 		t.Errorf("linear probe: %+v", lin)
 	}
-	if _, err := Evaluate(context.Background(), res.Dir, "svm", Options{}, nil); !IsConfigError(err) {
+	if _, err := Evaluate(context.Background(), res.Dir, "svm", Options{InProcess: true}, nil); !IsConfigError(err) {
 		t.Errorf("unknown protocol: %v, want a ConfigError", err)
 	}
 }
@@ -451,11 +493,11 @@ func TestUnregisteredLossIsConfigError(t *testing.T) {
 		t.Fatal(err)
 	}
 	var diag strings.Builder
-	_, err := ParsePipeline(Source{Files: []string{path}}, nil, &diag)
+	_, err := Parse(Source{Files: []string{path}}, Options{InProcess: true}, &diag)
 	if !IsConfigError(err) {
 		t.Fatalf("err = %v, want a ConfigError", err)
 	}
-	if !strings.Contains(diag.String(), "not registered") || !strings.Contains(diag.String(), "p.hcl") {
+	if !strings.Contains(diag.String(), `no loss plugin named "triplet"`) || !strings.Contains(diag.String(), "p.hcl:") {
 		t.Errorf("diagnostics do not name the plugin and the file:\n%s", diag.String())
 	}
 }
@@ -475,22 +517,21 @@ func TestResumeAfterCrash(t *testing.T) {
 	if err := writeState(part.Dir, st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop()}, nil); !IsConfigError(err) || !strings.Contains(err.Error(), "still being trained") {
+	if _, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), InProcess: true}, nil); !IsConfigError(err) || !strings.Contains(err.Error(), "still being trained") {
 		t.Fatalf("resume of a live run: %v", err)
 	}
 	st.PID = 1<<22 + 12345 // above the default pid_max: no such process
 	if err := writeState(part.Dir, st); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop()}, nil)
+	res, err := Resume(context.Background(), part.Dir, Options{Log: zerolog.Nop(), InProcess: true}, nil)
 	if err != nil || res.Status != StatusFinished || res.Steps != 2*stepsPerEpoch {
 		t.Fatalf("resume after a crash: %v, %+v", err, res)
 	}
 }
 
 func TestPanicFailsRun(t *testing.T) {
-	lossPanics = true
-	defer func() { lossPanics = false }()
+	t.Setenv(envFail, "panic@0")
 	res, err := runTiny(t, context.Background(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "test loss bug") {
 		t.Fatalf("err = %v, want the panic", err)
@@ -498,5 +539,141 @@ func TestPanicFailsRun(t *testing.T) {
 	st, _ := readState(res.Dir)
 	if res.Status != StatusFailed || st == nil || st.Status != StatusFailed {
 		t.Errorf("status %s, run.json %+v", res.Status, st)
+	}
+}
+
+// TestSubprocessMatchesInProcess trains with every plugin as a subprocess
+// (the test binary re-executed, as sslrun re-executes itself) and in
+// process, and requires the same run bit for bit: every recorded metric
+// and evaluation, the losses and the final weights.
+func TestSubprocessMatchesInProcess(t *testing.T) {
+	for _, loss := range []string{"simsiam", "byol"} {
+		t.Run(loss, func(t *testing.T) {
+			var res [2]*Result
+			var lines [2][]string
+			for i, inProcess := range []bool{true, false} {
+				r, err := runTiny(t, context.Background(), map[string]string{"loss": loss, "epochs": "1"}, func(o *Options) {
+					o.InProcess = inProcess
+					o.Recorder = memRecorders(&lines[i])
+				})
+				if err != nil {
+					t.Fatalf("in process %v: %v", inProcess, err)
+				}
+				res[i] = r
+			}
+			if !sameBits(res[0].Losses, res[1].Losses) {
+				t.Errorf("losses differ:\n in process  %v\n subprocess  %v", res[0].Losses, res[1].Losses)
+			}
+			if !slices.Equal(lines[0], lines[1]) {
+				t.Errorf("recorded metrics differ (%d vs %d lines)", len(lines[0]), len(lines[1]))
+			}
+			w0, w1 := weights(t, res[0].Checkpoint), weights(t, res[1].Checkpoint)
+			if len(w0) == 0 || len(w0) != len(w1) {
+				t.Fatalf("checkpoints hold %d and %d tensors", len(w0), len(w1))
+			}
+			for k, v := range w0 {
+				if !sameBits(v, w1[k]) {
+					t.Errorf("final weights %s differ", k)
+				}
+			}
+		})
+	}
+}
+
+// children lists this process's child processes.
+func children(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// memfds counts this process's shared-memory descriptors and mappings.
+func memfds(t *testing.T) (fds, maps int) {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(l, "/memfd:") {
+			fds++
+		}
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fds, strings.Count(string(b), "/memfd:")
+}
+
+// TestPluginFailureFailsRun makes the loss plugin subprocess panic, exit
+// and hang at step 3: the run ends FAILED with an error naming the plugin,
+// its pid, the call and the step, and leaves no child process, descriptor
+// or mapping of the arenas behind.
+func TestPluginFailureFailsRun(t *testing.T) {
+	fds0, maps0 := memfds(t)
+	for _, mode := range []string{"panic", "exit", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv(envFail, mode+"@3")
+			var pids []int
+			res, err := runTiny(t, context.Background(), map[string]string{"epochs": "1"}, func(o *Options) {
+				o.InProcess = false
+				o.CallTimeout = 3 * time.Second
+				o.OnStep = func(e StepEvent) {
+					if e.Step == 1 {
+						pids = children(t)
+					}
+				}
+			})
+			var se *StepError
+			var ce *plugin.CallError
+			if !errors.As(err, &se) || !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a StepError wrapping a plugin.CallError", err)
+			}
+			if se.Step != 3 || ce.Plugin != "simsiam" || ce.Call != "Loss.Compute" || ce.Step != 3 || ce.Pid <= 0 || ce.Pid == os.Getpid() {
+				t.Errorf("step %d, call error %+v", se.Step, ce)
+			}
+			want := map[string]error{"panic": plugin.ErrPanic, "exit": plugin.ErrExited, "hang": plugin.ErrTimeout}[mode]
+			if !errors.Is(err, want) {
+				t.Errorf("err = %v, want %v", err, want)
+			}
+			msg := err.Error()
+			for _, s := range []string{`"simsiam"`, "pid " + strconv.Itoa(ce.Pid), "Loss.Compute", "step 3"} {
+				if !strings.Contains(msg, s) {
+					t.Errorf("message %q does not contain %q", msg, s)
+				}
+			}
+			if !slices.Contains(pids, ce.Pid) || len(pids) != 3 {
+				t.Errorf("plugin processes during the run %v, want 3 including %d", pids, ce.Pid)
+			}
+			if res == nil || res.Status != StatusFailed || res.Resumable {
+				t.Fatalf("result %+v", res)
+			}
+			if st, _ := readState(res.Dir); st == nil || st.Status != StatusFailed || !strings.Contains(st.Error, "Loss.Compute") {
+				t.Errorf("run.json %+v", st)
+			}
+			if left := children(t); len(left) > 0 {
+				t.Errorf("child processes left: %v", left)
+			}
+			if fds, maps := memfds(t); fds != fds0 || maps != maps0 {
+				t.Errorf("memfd descriptors %d, mappings %d after the run; %d, %d before", fds, maps, fds0, maps0)
+			}
+		})
 	}
 }

@@ -82,8 +82,9 @@ type StepInput struct {
 	// Z1, Z2 are the projections of the two views; GradZ1 is dL/dz1 (nil:
 	// no gradient metrics).
 	Z1, Z2, GradZ1 *tensor.T
-	// P1, P2 are the predictions (nil without a predictor).
-	P1, P2 *tensor.T
+	// P1, P2 are the predictions (nil without a predictor); GradP1 is
+	// dL/dp1 (nil: no gradient metrics for p).
+	P1, P2, GradP1 *tensor.T
 	// T1, T2 are a target network's projections (BYOL), nil without one:
 	// the prediction then regresses T of the other view, so the extra
 	// gradient is T_b - P_b instead of Z_b - P_b.
@@ -92,7 +93,8 @@ type StepInput struct {
 
 // Step measures one training step: for "z", the embedding metrics of view
 // 1's projection and the centre/residual split of its gradient; for "p",
-// the embedding metrics of view 1's prediction. With a predictor, the
+// the embedding metrics of view 1's prediction and the split of its
+// gradient. With a predictor, the
 // extra gradient (averaged over both directions) is measured whenever "z"
 // or "p" is. Embedding metrics are over view 1's N rows.
 func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
@@ -125,6 +127,13 @@ func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
 			}
 			r.Metrics = append(r.Metrics, st.Metrics()...)
 			r.Arrays = append(r.Arrays, st.Arrays()...)
+			if in.GradP1 != nil {
+				gs, err := s.a.Gradient(in.P1, in.GradP1, Options{Tensor: "p"})
+				if err != nil {
+					return r, fmt.Errorf("decompose dL/dp: %w", err)
+				}
+				r.Metrics = append(r.Metrics, gs.Metrics()...)
+			}
 		}
 		extra = true
 	}

@@ -101,7 +101,8 @@ func (f *Func) Configure(_ context.Context, cfg cty.Value) error {
 // and the gradient on every differentiable input. The gradients are
 // allocated with plugin.NewTensor (in the plugin's output arena when the call
 // comes through a host, so nothing is copied on the way out) and the tape
-// accumulates straight into them. A NaN or infinite loss is an error.
+// accumulates straight into them. A NaN or infinite loss is returned
+// without gradients.
 func (f *Func) Compute(ctx context.Context, in plugin.LossInputs) (plugin.LossResult, error) {
 	if f.Forward == nil {
 		return plugin.LossResult{}, errors.New("lossdk: Func has no Forward")
@@ -164,7 +165,9 @@ func (f *Func) Compute(ctx context.Context, in plugin.LossInputs) (plugin.LossRe
 	}
 	value := float64(loss.Item())
 	if math.IsNaN(value) || math.IsInf(value, 0) {
-		return plugin.LossResult{}, fmt.Errorf("lossdk: loss is %v at step %d", value, in.Step.Step)
+		// No gradients: the host sees the value and stops the run with the
+		// step and the last finite loss (core/runner does).
+		return plugin.LossResult{Loss: value}, nil
 	}
 	if loss.RequiresGrad() {
 		if err := tp.Backward(loss); err != nil {

@@ -117,12 +117,16 @@ func Mean() plugin.Plugin {
 
 type mean struct{}
 
-func (mean) Observe(_ context.Context, in plugin.StepTensors) ([]plugin.Metric, error) {
+func (mean) Observe(ctx context.Context, in plugin.StepTensors) ([]plugin.Metric, []plugin.Array, error) {
 	var ms []plugin.Metric
 	for name, t := range in.Tensors {
 		ms = append(ms, plugin.Metric{Name: "mean", Value: avg(t.Data), Context: map[string]string{"tensor": name}})
 	}
-	return ms, nil
+	// The number of tensors observed, as an array: Observe's arrays
+	// cross the wire like Evaluate's.
+	n := plugin.NewTensor(ctx, 1)
+	n.Data[0] = float32(len(in.Tensors))
+	return ms, []plugin.Array{{Name: "count", T: n}}, nil
 }
 
 func (mean) Evaluate(ctx context.Context, in plugin.EvalSet) ([]plugin.Metric, []plugin.Array, error) {

@@ -16,6 +16,9 @@ import (
 type dbFlags struct {
 	path   string
 	format string
+	// strictReadOnly: never open the file for writing, not even to mark
+	// crashed runs (sql).
+	strictReadOnly bool
 }
 
 func (f *dbFlags) add(cmd *cobra.Command, formats bool) {
@@ -29,14 +32,26 @@ func (f *dbFlags) add(cmd *cobra.Command, formats bool) {
 	}
 }
 
-// open opens the database read-only: these commands never change it, and a
-// read-only connection guarantees that even `sql "DELETE ..."` cannot.
+// open opens the database read-only: these commands never change what a
+// run recorded, and a read-only connection guarantees that even
+// `sql "DELETE ..."` cannot.
+//
+// Except for sql, a command first opens the file for writing when it can,
+// as any sslrun start does: rundb.Open marks the runs whose process died
+// (kill -9, OOM, power loss) as CRASHED, so that `runs ls` right after a
+// crash does not show them RUNNING, and brings an older schema up to date.
+// A file this process may not write is shown as recorded.
 func (f *dbFlags) open() (*rundb.DB, error) {
 	if !slices.Contains(rundb.Formats, f.format) && f.format != "" {
 		return nil, usageError("unknown format %q (want table, csv or json)", f.format)
 	}
 	if _, err := os.Stat(f.path); err != nil {
 		return nil, usageError("run database %s: %v (run a pipeline first, or pass --db)", f.path, err)
+	}
+	if !f.strictReadOnly {
+		if db, err := rundb.Open(f.path); err == nil {
+			db.Close()
+		}
 	}
 	return rundb.OpenReadOnly(f.path)
 }
@@ -160,7 +175,7 @@ docs/rundb.md). Only FINISHED runs count unless --status says otherwise.`,
 }
 
 func newSQLCmd(e env) *cobra.Command {
-	var f dbFlags
+	f := dbFlags{strictReadOnly: true}
 	cmd := &cobra.Command{
 		Use:   "sql QUERY",
 		Short: "Run a read-only SQL query on the run database",

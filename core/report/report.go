@@ -26,22 +26,32 @@ type Plot struct {
 	Keys    []string          // metric key, then fallbacks: a run uses the first it logged
 	Context map[string]string // series filter (nil: any context, best match)
 	YLabel  string
+	// Fallback is a second series filter, for runs with no series that
+	// matches Context (nil: none).
+	Fallback map[string]string
 }
 
 // DefaultPlots are the metrics of issue 6: loss, kNN accuracy, m_o,
 // std*sqrt(d), effective rank and the two gradient shares. The metric keys
 // are documented in docs/rundb.md.
 var DefaultPlots = []Plot{
-	{"plot-loss", "Training loss", []string{"train/loss", "loss"}, nil, "loss"},
-	{"plot-knn-top1", "kNN top-1 accuracy", []string{"eval/knn_top1", "knn/top1"}, nil, "top-1"},
-	{"plot-m-o", "Centre norm m_o = ‖o‖ (z)", []string{"decompose/m_o"}, z, "m_o"},
-	{"plot-std-sqrt-d", "std·√d of z/‖z‖", []string{"decompose/std_sqrt_d"}, z, "std·√d"},
-	{"plot-eff-rank", "Effective rank (z)", []string{"decompose/eff_rank"}, z, "rank"},
-	{"plot-grad-decenter", "Gradient de-centering share", []string{"decompose/grad_decenter_share"}, z, "share"},
-	{"plot-grad-decorr", "Gradient de-correlation share", []string{"decompose/grad_decorr_share"}, z, "share"},
+	{"plot-loss", "Training loss", []string{"train/loss", "loss"}, nil, "loss", nil},
+	{"plot-knn-top1", "kNN top-1 accuracy", []string{"eval/knn_top1", "knn/top1"}, nil, "top-1", nil},
+	{"plot-m-o", "Centre norm m_o = ‖o‖ (z)", []string{"decompose/m_o"}, onZ, "m_o", nil},
+	{"plot-std-sqrt-d", "std·√d of z/‖z‖", []string{"decompose/std_sqrt_d"}, onZ, "std·√d", nil},
+	{"plot-eff-rank", "Effective rank (z)", []string{"decompose/eff_rank"}, onZ, "rank", nil},
+	// The gradient split on z, else on p (the plugin-based decompose
+	// analyzer splits the gradient on the predictor output, the vector
+	// SimSiam's loss acts on), as the run_metrics view reads it.
+	{"plot-grad-decenter", "Gradient de-centering share", []string{"decompose/grad_decenter_share"}, onZ, "share", onP},
+	{"plot-grad-decorr", "Gradient de-correlation share", []string{"decompose/grad_decorr_share"}, onZ, "share", onP},
 }
 
-var z = map[string]string{"tensor": "z"}
+// Series filters of DefaultPlots.
+var (
+	onZ = map[string]string{"tensor": "z"}
+	onP = map[string]string{"tensor": "p"}
+)
 
 // Options select what the report shows.
 type Options struct {
@@ -200,13 +210,20 @@ func build(ctx context.Context, db *rundb.DB, opts Options) (*page, error) {
 		var lines []line
 		for _, r := range runs {
 			var ss []rundb.SeriesInfo
-			for _, key := range pl.Keys {
-				var err error
-				if ss, err = db.FindSeries(ctx, r.ID, key, pl.Context); err != nil {
-					return nil, fmt.Errorf("report: %w", err)
-				}
-				if len(ss) > 0 {
-					break
+			filters := []map[string]string{pl.Context}
+			if pl.Fallback != nil {
+				filters = append(filters, pl.Fallback)
+			}
+		find:
+			for _, f := range filters {
+				for _, key := range pl.Keys {
+					var err error
+					if ss, err = db.FindSeries(ctx, r.ID, key, f); err != nil {
+						return nil, fmt.Errorf("report: %w", err)
+					}
+					if len(ss) > 0 {
+						break find
+					}
 				}
 			}
 			if len(ss) == 0 {

@@ -256,3 +256,39 @@ func abs(x int) int {
 	}
 	return x
 }
+
+// TestGradientPlotFallsBackToP: a run that split the gradient only on the
+// prediction p still gets a line in the gradient plots.
+func TestGradientPlotFallsBackToP(t *testing.T) {
+	db, err := rundb.Open(filepath.Join(t.TempDir(), "runs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, err := db.CreateRun(ctx, rundb.RunSpec{Name: "p-only", Method: "simsiam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rundb.Ctx("tensor", "p")
+	for step := range int64(5) {
+		if err := r.Log(step, float64(step), rundb.Metric{Key: "decompose/grad_decenter_share", Context: p, Value: 0.1},
+			rundb.Metric{Key: "decompose/grad_decorr_share", Context: p, Value: 0.9},
+			rundb.Metric{Key: "decompose/m_o", Context: p, Value: 0.5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Finish(rundb.StatusFinished, nil); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := Write(ctx, &b, db, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]int{}
+	for _, m := range svgRE.FindAllStringSubmatch(b.String(), -1) {
+		lines[m[1]] = strings.Count(m[0], `<g class="run"`)
+	}
+	if lines["plot-grad-decenter"] != 1 || lines["plot-grad-decorr"] != 1 || lines["plot-m-o"] != 0 {
+		t.Errorf("run lines per plot %v: want the gradient shares of p plotted, and m_o of p not (m_o is z's)", lines)
+	}
+}

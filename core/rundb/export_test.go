@@ -40,3 +40,7 @@ func Pending(r *Run) int {
 	defer r.mu.Unlock()
 	return len(r.buf)
 }
+
+// Migrations returns the schema history (migrations[i] takes version i to
+// i+1).
+func Migrations() []string { return migrations }

@@ -102,7 +102,7 @@ func TestPython(t *testing.T) {
 	defer ro.Close()
 	n := count(t, ro.SQL(), "SELECT count(*) FROM metrics")
 	got := strings.TrimSpace(string(out))
-	for _, w := range []string{`"version": 1`, `"metrics": ` + strconv.FormatInt(n, 10), `"collapsed": 2`,
+	for _, w := range []string{`"version": ` + strconv.Itoa(rundb.SchemaVersion), `"metrics": ` + strconv.FormatInt(n, 10), `"collapsed": 2`,
 		`"lr": [0.06, "real"]`, `"spectrum0": 1.0`, `"n": 16`} {
 		if !strings.Contains(got, w) {
 			t.Errorf("python printed %s; missing %s", got, w)

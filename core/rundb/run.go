@@ -210,6 +210,7 @@ type Run struct {
 	conn *sql.Conn
 	ins  map[int]*sql.Stmt // metric INSERT by chunk rows
 	upd  *sql.Stmt         // summary UPDATE
+	rec  *sql.Stmt         // summary recompute, prepared on first use
 	beat time.Time         // last heartbeat written
 
 	// Buffers reused by every flush.
@@ -342,6 +343,8 @@ func (db *DB) CreateRun(ctx context.Context, spec RunSpec) (*Run, error) {
 // resumable) for writing by this process: status back to RUNNING, the
 // attempt counter incremented and a run_attempts row added. Metrics keep
 // accumulating in the same series; LastStep tells where the run stopped.
+// Steps the new attempt logs again (those after the checkpoint it restarts
+// from) replace the earlier attempt's rows, arrays and evaluations.
 func (db *DB) ResumeRun(ctx context.Context, id int64) (*Run, error) {
 	if db.readOnly {
 		return nil, db.wrap(errors.New("opened read-only"), "resume run %d", id)
@@ -442,11 +445,17 @@ func metricInsertSQL(rows int) string {
 		}
 		b.WriteString("(?,?,?,?,?)")
 	}
+	// A step logged again replaces the stored row: a resumed attempt
+	// re-logs the steps after its checkpoint (see docs/rundb.md).
+	b.WriteString(" ON CONFLICT (series_id, step) DO UPDATE SET epoch = excluded.epoch, value = excluded.value, time = excluded.time")
 	return b.String()
 }
 
 // summaryUpdateSQL folds one batch's aggregate of a series into its
-// summary. All right-hand sides see the row before the update.
+// summary. All right-hand sides see the row before the update. It applies
+// only when every step of the batch (?11: the smallest) is past the
+// series' last step, so that no row of the batch replaced a stored one;
+// otherwise it changes nothing and the writer runs summaryRecomputeSQL.
 const summaryUpdateSQL = `UPDATE series SET
 	count      = count + ?1,
 	last_value = CASE WHEN last_step IS NULL OR ?2 >= last_step THEN ?3 ELSE last_value END,
@@ -457,7 +466,23 @@ const summaryUpdateSQL = `UPDATE series SET
 	min_value  = CASE WHEN ?6 IS NOT NULL AND (min_value IS NULL OR ?6 < min_value) THEN ?6 ELSE min_value END,
 	max_step   = CASE WHEN ?8 IS NOT NULL AND (max_value IS NULL OR ?8 > max_value) THEN ?9 ELSE max_step END,
 	max_value  = CASE WHEN ?8 IS NOT NULL AND (max_value IS NULL OR ?8 > max_value) THEN ?8 ELSE max_value END
-	WHERE id = ?10`
+	WHERE id = ?10 AND (last_step IS NULL OR last_step < ?11)`
+
+// summaryRecomputeSQL recomputes a series' summary from its metric rows,
+// for a batch that replaced rows (steps logged again, e.g. by a resumed
+// attempt) or was not in step order, where folding the batch into the old
+// summary would count replaced rows twice and could keep a replaced
+// extreme. Ties go to the earliest step, as in summaryUpdateSQL, which
+// keeps the first of equal values. Migration 2 holds a copy of it.
+const summaryRecomputeSQL = `UPDATE series SET
+	count = (SELECT count(*) FROM metrics m WHERE m.series_id = series.id),
+	(last_step, last_value, last_epoch, last_time) = (SELECT step, value, epoch, time FROM metrics m
+		WHERE m.series_id = series.id ORDER BY step DESC LIMIT 1),
+	(min_step, min_value) = (SELECT step, value FROM metrics m
+		WHERE m.series_id = series.id AND value IS NOT NULL ORDER BY value, step LIMIT 1),
+	(max_step, max_value) = (SELECT step, value FROM metrics m
+		WHERE m.series_id = series.id AND value IS NOT NULL ORDER BY value DESC, step LIMIT 1)
+	WHERE id = ?`
 
 // execer is what a transaction body needs: the writer's dedicated
 // connection inside BEGIN IMMEDIATE ... COMMIT.
@@ -532,6 +557,11 @@ func (r *Run) SetGoal(key string, g Goal) {
 // fractional). It commits the buffer when the flush policy says so and
 // returns that commit's error.
 //
+// A series holds one value per step: logging a (key, context, step) again
+// replaces the stored value and the summary is recomputed, so a resumed
+// attempt that re-logs the steps after its checkpoint leaves no
+// duplicates.
+//
 // After a failed commit (a full disk, say) the rows stay buffered and are
 // never dropped silently: every later Log returns an error wrapping the
 // failure (errors.Is matches its class, e.g. ErrDiskFull) until a commit
@@ -583,6 +613,8 @@ func (r *Run) Flush() error {
 type agg struct {
 	id               int64
 	n                int64
+	firstStep        int64 // of the batch's first row
+	unordered        bool  // a row's step was not past the previous one's
 	lastStep         int64
 	lastValue        float64
 	lastEpoch        float64
@@ -665,10 +697,13 @@ func (r *Run) commitLocked(ctx context.Context) error {
 			if !ok {
 				j = len(aggs)
 				r.aggIdx[ids[i]] = j
-				aggs = append(aggs, agg{id: ids[i], lastStep: math.MinInt64})
+				aggs = append(aggs, agg{id: ids[i], firstStep: p.step, lastStep: math.MinInt64})
 			}
 			a := &aggs[j]
 			a.n++
+			if p.step <= a.lastStep {
+				a.unordered = true // a step again, or out of order
+			}
 			if p.step >= a.lastStep {
 				a.lastStep, a.lastValue, a.lastEpoch, a.lastTime = p.step, p.value, p.epoch, p.time
 			}
@@ -689,8 +724,29 @@ func (r *Run) commitLocked(ctx context.Context) error {
 			if a.hasMin {
 				mn, mx = a.min, a.max
 			}
-			if _, err := r.upd.ExecContext(ctx, a.n, a.lastStep, nullFloat(a.lastValue), a.lastEpoch, a.lastTime,
-				mn, a.minStep, mx, a.maxStep, a.id); err != nil {
+			if !a.unordered {
+				res, err := r.upd.ExecContext(ctx, a.n, a.lastStep, nullFloat(a.lastValue), a.lastEpoch, a.lastTime,
+					mn, a.minStep, mx, a.maxStep, a.id, a.firstStep)
+				if err != nil {
+					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				if n == 1 {
+					continue
+				}
+			}
+			// The batch replaced rows or is out of order: recompute.
+			if r.rec == nil {
+				st, err := r.conn.PrepareContext(ctx, summaryRecomputeSQL)
+				if err != nil {
+					return err
+				}
+				r.rec = st
+			}
+			if _, err := r.rec.ExecContext(ctx, a.id); err != nil {
 				return err
 			}
 		}
@@ -779,7 +835,10 @@ func (r *Run) Heartbeat(ctx context.Context) error {
 	})
 }
 
-// LogEvaluation records an evaluation result. A zero Time means now.
+// LogEvaluation records an evaluation result. A zero Time means now. An
+// evaluation with the same protocol fields (protocol, dataset, split,
+// feature, selection, k, temperature, options) and step as a stored one
+// replaces it: a resumed run may evaluate a step again.
 func (r *Run) LogEvaluation(ctx context.Context, e Evaluation) error {
 	opts := "{}"
 	if len(e.Options) > 0 {
@@ -801,7 +860,10 @@ func (r *Run) LogEvaluation(ctx context.Context, e Evaluation) error {
 		temp = e.Temperature
 	}
 	return r.write(ctx, "log "+e.Protocol+" evaluation", func(tx execer) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO evaluations (run_id, protocol, dataset, split, feature,
+		// REPLACE: the unique index evaluations_point is on expressions
+		// (NULLs indexed as -1), which an upsert's conflict target cannot
+		// name; nothing references an evaluation's id.
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO evaluations (run_id, protocol, dataset, split, feature,
 			selection, k, temperature, options, step, epoch, top1, top5, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			r.id, e.Protocol, e.Dataset, e.Split, e.Feature, e.Selection, k, temp, opts, e.Step, e.Epoch,
 			nullFloat(e.Top1), nullFloat(e.Top5), t)
@@ -811,7 +873,8 @@ func (r *Run) LogEvaluation(ctx context.Context, e Evaluation) error {
 
 // LogArray records an analyzer array (e.g. a residual spectrum) at a step.
 // data is []float32, []float64 or []int64 with len equal to the product of
-// shape; it is stored little-endian in a blob.
+// shape; it is stored little-endian in a blob. Logging the same key,
+// context and step again replaces the stored array.
 func (r *Run) LogArray(ctx context.Context, key string, c Context, step int64, epoch float64, shape []int, data any) error {
 	dtype, blob, n, err := encodeArray(data)
 	if err != nil {
@@ -827,7 +890,9 @@ func (r *Run) LogArray(ctx context.Context, key string, c Context, step int64, e
 	sh, _ := json.Marshal(shape)
 	return r.write(ctx, "log array "+key, func(tx execer) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO arrays (run_id, key, context, step, epoch, dtype, shape, data, time)
-			VALUES (?,?,?,?,?,?,?,?,?)`, r.id, key, c.String(), step, epoch, dtype, string(sh), blob, nowMillis())
+			VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, key, context, step) DO UPDATE SET epoch = excluded.epoch,
+			dtype = excluded.dtype, shape = excluded.shape, data = excluded.data, time = excluded.time`,
+			r.id, key, c.String(), step, epoch, dtype, string(sh), blob, nowMillis())
 		return err
 	})
 }
@@ -944,6 +1009,9 @@ func (r *Run) close() {
 	}
 	if r.upd != nil {
 		r.upd.Close()
+	}
+	if r.rec != nil {
+		r.rec.Close()
 	}
 	r.conn.Close()
 }

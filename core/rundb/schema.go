@@ -227,8 +227,111 @@ SELECT m.*,
 	END AS collapsed
 FROM run_metrics m;
 `,
+
+	// 2: one row per (series, step), per (run, key, context, step) array
+	// and per evaluation point. A run resumed after kill -9 restarts from
+	// its last checkpoint and logs the steps after it again; those rows now
+	// replace the crashed attempt's (upsert) instead of adding duplicates.
+	// Duplicates already in the file keep their latest row (the highest
+	// rowid: the latest attempt's), and the summaries of the series that
+	// had any are recomputed from the rows that remain.
+	`
+CREATE TEMP TABLE migrate2_series AS
+	SELECT DISTINCT series_id AS id FROM metrics GROUP BY series_id, step HAVING count(*) > 1;
+DELETE FROM metrics WHERE rowid IN (
+	SELECT m.rowid FROM metrics m JOIN metrics n
+		ON n.series_id = m.series_id AND n.step = m.step AND n.rowid > m.rowid);
+DROP INDEX metrics_series_step;
+CREATE UNIQUE INDEX metrics_series_step ON metrics(series_id, step);
+UPDATE series SET
+	count = (SELECT count(*) FROM metrics m WHERE m.series_id = series.id),
+	(last_step, last_value, last_epoch, last_time) = (SELECT step, value, epoch, time FROM metrics m
+		WHERE m.series_id = series.id ORDER BY step DESC LIMIT 1),
+	(min_step, min_value) = (SELECT step, value FROM metrics m
+		WHERE m.series_id = series.id AND value IS NOT NULL ORDER BY value, step LIMIT 1),
+	(max_step, max_value) = (SELECT step, value FROM metrics m
+		WHERE m.series_id = series.id AND value IS NOT NULL ORDER BY value DESC, step LIMIT 1)
+	WHERE id IN (SELECT id FROM temp.migrate2_series);
+DROP TABLE temp.migrate2_series;
+
+DELETE FROM arrays WHERE id IN (
+	SELECT a.id FROM arrays a JOIN arrays b
+		ON b.run_id = a.run_id AND b.key = a.key AND b.context = a.context AND b.step = a.step AND b.id > a.id);
+CREATE UNIQUE INDEX arrays_point ON arrays(run_id, key, context, step);
+
+-- k, temperature and step may be NULL, and NULLs never conflict in a
+-- UNIQUE index: index them as -1 (never a real value: k and temperature
+-- are stored only when positive, steps count from 0).
+DELETE FROM evaluations WHERE id IN (
+	SELECT e.id FROM evaluations e JOIN evaluations f
+		ON f.run_id = e.run_id AND f.protocol = e.protocol AND f.dataset = e.dataset AND f.split = e.split
+		AND f.feature = e.feature AND f.selection = e.selection AND f.k IS e.k AND f.temperature IS e.temperature
+		AND f.options = e.options AND f.step IS e.step AND f.id > e.id);
+CREATE UNIQUE INDEX evaluations_point ON evaluations(run_id, protocol, dataset, split, feature, selection,
+	ifnull(k, -1), ifnull(temperature, -1), options, ifnull(step, -1));
+
+DROP VIEW run_final;
+DROP VIEW run_metrics;
+
+-- run_metrics as in version 1, except that the gradient shares fall back
+-- to the series of tensor = 'p' when the run logged none for 'z': the
+-- plugin-based decompose analyzer splits the gradient on the predictor
+-- output p, the vector SimSiam's loss acts on.
+CREATE VIEW run_metrics AS
+SELECT r.id AS run_id, r.study, r.name, r.method, r.variant, r.seed, r.status,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key IN ('train/epoch_loss', 'train/loss', 'loss')
+		ORDER BY CASE s.key WHEN 'train/epoch_loss' THEN 0 WHEN 'train/loss' THEN 1 ELSE 2 END,
+			s.context = '{}' DESC, s.last_step DESC LIMIT 1) AS loss,
+	COALESCE(
+		(SELECT e.top1 FROM evaluations e WHERE e.run_id = r.id AND e.protocol = 'knn'
+			ORDER BY e.step DESC, e.id DESC LIMIT 1),
+		(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key IN ('eval/knn_top1', 'knn/top1')
+			ORDER BY s.last_step DESC, s.key LIMIT 1)) AS knn_top1,
+	COALESCE(
+		(SELECT e.top1 FROM evaluations e WHERE e.run_id = r.id AND e.protocol = 'linear'
+			ORDER BY e.step DESC, e.id DESC LIMIT 1),
+		(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key IN ('eval/linear_top1', 'linear/top1')
+			ORDER BY s.last_step DESC, s.key LIMIT 1)) AS linear_top1,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/m_o'
+		AND json_extract(s.context, '$.tensor') = 'z'
+		ORDER BY s.last_step DESC, json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS m_o,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/m_r'
+		AND json_extract(s.context, '$.tensor') = 'z'
+		ORDER BY s.last_step DESC, json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS m_r,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/std_sqrt_d'
+		AND json_extract(s.context, '$.tensor') = 'z'
+		ORDER BY s.last_step DESC, json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS std_sqrt_d,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/eff_rank'
+		AND json_extract(s.context, '$.tensor') = 'z'
+		ORDER BY s.last_step DESC, json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS eff_rank,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/grad_decenter_share'
+		AND json_extract(s.context, '$.tensor') IN ('z', 'p')
+		ORDER BY json_extract(s.context, '$.tensor') = 'z' DESC, s.last_step DESC,
+			json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS grad_decenter_share,
+	(SELECT s.last_value FROM series s WHERE s.run_id = r.id AND s.key = 'decompose/grad_decorr_share'
+		AND json_extract(s.context, '$.tensor') IN ('z', 'p')
+		ORDER BY json_extract(s.context, '$.tensor') = 'z' DESC, s.last_step DESC,
+			json_extract(s.context, '$.scope') = 'eval' DESC, s.id LIMIT 1) AS grad_decorr_share,
+	COALESCE(
+		(SELECT CAST(p.value AS INTEGER) FROM params p WHERE p.run_id = r.id
+			AND (p.key = 'num_classes' OR p.key LIKE '%.num_classes') ORDER BY length(p.key) LIMIT 1),
+		10) AS num_classes
+FROM runs r;
+
+-- run_final: as in version 1 (dropped and created again because it reads
+-- run_metrics).
+CREATE VIEW run_final AS
+SELECT m.*,
+	CASE
+		WHEN m.m_o IS NULL AND m.std_sqrt_d IS NULL THEN NULL
+		WHEN (m.m_o > 0.9 OR m.std_sqrt_d < 0.1)
+			AND (m.knn_top1 IS NULL OR m.knn_top1 < 1.0 / m.num_classes + 0.05) THEN 1
+		ELSE 0
+	END AS collapsed
+FROM run_metrics m;
+`,
 }
 
 // SchemaVersion is the PRAGMA user_version of a database created or migrated
 // by this package; it equals len(migrations) (a test checks).
-const SchemaVersion = 1
+const SchemaVersion = 2

@@ -840,11 +840,43 @@ func (r *Run) Heartbeat(ctx context.Context) error {
 // feature, selection, k, temperature, options) and step as a stored one
 // replaces it: a resumed run may evaluate a step again.
 func (r *Run) LogEvaluation(ctx context.Context, e Evaluation) error {
+	return r.write(ctx, "log "+e.Protocol+" evaluation", func(tx execer) error {
+		return insertEvaluation(ctx, tx, r.id, e)
+	})
+}
+
+// AddEvaluation records an evaluation of an existing run of any status
+// without writing anything else: `sslrun eval` evaluates a finished run's
+// checkpoint offline and must not reopen or change the run. The replacement
+// rule is LogEvaluation's.
+func (db *DB) AddEvaluation(ctx context.Context, runID int64, e Evaluation) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return db.wrap(err, "add %s evaluation to run %d", e.Protocol, runID)
+	}
+	var n int
+	err = tx.QueryRowContext(ctx, "SELECT count(*) FROM runs WHERE id = ?", runID).Scan(&n)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("no run %d", runID)
+	}
+	if err == nil {
+		err = insertEvaluation(ctx, tx, runID, e)
+	}
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		tx.Rollback()
+	}
+	return db.wrap(err, "add %s evaluation to run %d", e.Protocol, runID)
+}
+
+// insertEvaluation writes e for run id in tx.
+func insertEvaluation(ctx context.Context, tx execer, id int64, e Evaluation) error {
 	opts := "{}"
 	if len(e.Options) > 0 {
 		b, err := json.Marshal(e.Options)
 		if err != nil {
-			return r.db.wrap(err, "log %s evaluation of run %d", e.Protocol, r.id)
+			return err
 		}
 		opts = string(b)
 	}
@@ -859,16 +891,14 @@ func (r *Run) LogEvaluation(ctx context.Context, e Evaluation) error {
 	if e.Temperature > 0 {
 		temp = e.Temperature
 	}
-	return r.write(ctx, "log "+e.Protocol+" evaluation", func(tx execer) error {
-		// REPLACE: the unique index evaluations_point is on expressions
-		// (NULLs indexed as -1), which an upsert's conflict target cannot
-		// name; nothing references an evaluation's id.
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO evaluations (run_id, protocol, dataset, split, feature,
-			selection, k, temperature, options, step, epoch, top1, top5, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			r.id, e.Protocol, e.Dataset, e.Split, e.Feature, e.Selection, k, temp, opts, e.Step, e.Epoch,
-			nullFloat(e.Top1), nullFloat(e.Top5), t)
-		return err
-	})
+	// REPLACE: the unique index evaluations_point is on expressions (NULLs
+	// indexed as -1), which an upsert's conflict target cannot name;
+	// nothing references an evaluation's id.
+	_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO evaluations (run_id, protocol, dataset, split, feature,
+		selection, k, temperature, options, step, epoch, top1, top5, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		id, e.Protocol, e.Dataset, e.Split, e.Feature, e.Selection, k, temp, opts, e.Step, e.Epoch,
+		nullFloat(e.Top1), nullFloat(e.Top5), t)
+	return err
 }
 
 // LogArray records an analyzer array (e.g. a residual spectrum) at a step.

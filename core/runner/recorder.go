@@ -58,6 +58,10 @@ type RunInfo struct {
 	// the ID its Recorder returned the first time (a rundb run id).
 	Resumed    bool
 	RecorderID string
+	// Offline asks for a Recorder that adds evaluations to the existing
+	// run RecorderID without reopening it or changing its status (`sslrun
+	// eval`); it records only LogEval, and Finish does nothing.
+	Offline bool
 }
 
 // DatasetInfo identifies a dataset a run used.

@@ -178,10 +178,9 @@ func processAlive(pid int) bool {
 // latest checkpoint: the pipeline's `evaluate` block of that kind, or the
 // defaults on its "train" and "test" datasets.
 //
-// TODO(rundb): record the result in the run database. core/rundb can only
-// write to a run it creates or resumes (ResumeRun refuses a FINISHED run and
-// would change its status); it needs an API to add an evaluation to any
-// run, e.g. (*DB).LogEvaluation(ctx, runID, Evaluation).
+// The result is recorded with the run through Options.Recorder (offline:
+// the run's status and metrics are left alone), its options marked
+// "source": "sslrun eval".
 func Evaluate(ctx context.Context, ref, protocol string, opts Options, diag io.Writer) (EvalRecord, error) {
 	if protocol != "knn" && protocol != "linear" {
 		return EvalRecord{}, &ConfigError{Err: fmt.Errorf("protocol %q: want knn or linear", protocol)}
@@ -225,5 +224,25 @@ func Evaluate(ctx context.Context, ref, protocol string, opts Options, diag io.W
 		return EvalRecord{}, fmt.Errorf("evaluate %s: %w", protocol, err)
 	}
 	rec.Epoch, rec.Step = st.Epoch, st.Step
+	if err := t.recordOffline(ctx, rec); err != nil {
+		return rec, err
+	}
 	return rec, nil
+}
+
+// recordOffline adds an offline evaluation to the run's record.
+func (t *trainer) recordOffline(ctx context.Context, e EvalRecord) error {
+	f := t.opts.Recorder
+	if f == nil {
+		f = NewLogRecorder(t.log)
+	}
+	rec, err := f(ctx, RunInfo{ID: t.st.ID, Dir: t.dir, Study: t.run.Study, Name: t.run.Name, Method: t.cfg.Loss.Name,
+		Database: t.resolve(orString(t.cfg.Database, "sslrun.db")), RecorderID: t.st.RecorderID, Offline: true})
+	if err != nil {
+		return fmt.Errorf("record the evaluation: %w", err)
+	}
+	if err := rec.LogEval(e); err != nil {
+		return fmt.Errorf("record the evaluation: %w", err)
+	}
+	return rec.Finish(StatusFinished, false, nil)
 }

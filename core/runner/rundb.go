@@ -72,6 +72,9 @@ func (d *DBRecorders) Factory(ctx context.Context, info RunInfo) (Recorder, erro
 	if err != nil {
 		return nil, err
 	}
+	if info.Offline {
+		return newOfflineRecorder(db, info, d.Log)
+	}
 	rec := &dbRecorder{ctx: context.WithoutCancel(ctx), log: &LogRecorder{Log: d.Log.With().Str("run", info.Name).Logger()}}
 	if info.Resumed && info.RecorderID != "" {
 		id, err := strconv.ParseInt(info.RecorderID, 10, 64)
@@ -156,15 +159,21 @@ func (r *dbRecorder) LogArray(step int64, epoch float64, a Array) error {
 // LogEval stores an evaluation with its protocol.
 func (r *dbRecorder) LogEval(e EvalRecord) error {
 	r.log.LogEval(e)
-	opts := make(map[string]any, len(e.Options)+3)
+	return r.run.LogEvaluation(r.ctx, evaluationRow(e))
+}
+
+// evaluationRow is e as the database stores it: the protocol fields the
+// evaluations table has columns for, the rest in its options.
+func evaluationRow(e EvalRecord) rundb.Evaluation {
+	opts := make(map[string]any, len(e.Options)+4)
 	for k, v := range e.Options {
 		opts[k] = v
 	}
 	opts["train"], opts["test"], opts["n"] = e.Train, e.Test, e.N
-	return r.run.LogEvaluation(r.ctx, rundb.Evaluation{
+	return rundb.Evaluation{
 		Protocol: e.Protocol, Dataset: e.Dataset, Split: e.Split, Feature: e.Feature, Selection: "last",
 		K: e.K, Temperature: e.Temperature, Options: opts, Step: e.Step, Epoch: float64(e.Epoch), Top1: e.Top1, Top5: e.Top5,
-	})
+	}
 }
 
 // LogArtifact records a checkpoint file.

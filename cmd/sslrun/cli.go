@@ -527,27 +527,46 @@ func newPluginsCmd(e env, g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugins",
 		Short: "List plugins, show their configuration schemas, pin external ones",
+		Long: `Plugins lists the plugins, shows the configuration schema each one serves and
+pins external plugins in a pipeline's lock file.
+
+External plugins (executables named sslrun-plugin-NAME) are only started once
+their sha256 is pinned in a lock file: list and schema read the lock file of
+the pipeline given with --pipeline (my.hcl -> my.lock.json) and then also search
+./plugins beside it, as a run of that pipeline would.`,
 		Example: `  sslrun plugins list
   sslrun plugins schema simsiam
-  sslrun plugins lock my.hcl vicreg`,
+  sslrun plugins lock my.hcl vicreg
+  sslrun plugins list --pipeline my.hcl
+  sslrun plugins schema vicreg --pipeline my.hcl`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	// schemas starts plugins as a run would, searching ./plugins and
-	// --plugin-dir for external ones.
+	var pipelineFile string
+	// schemas starts plugins as a run would, searching ./plugins,
+	// --plugin-dir and, with --pipeline, ./plugins beside the pipeline
+	// for external ones, verified against the pipeline's lock file.
 	schemas := func() (*runner.Schemas, error) {
 		o := g.parseOpts(e)
 		o.PluginDirs = append(o.PluginDirs, "plugins")
-		return runner.NewSchemas(o, nil)
+		var files []string
+		if pipelineFile != "" {
+			if _, err := os.Stat(pipelineFile); err != nil {
+				return nil, usageError("--pipeline: %v", err)
+			}
+			files = []string{pipelineFile}
+		}
+		return runner.NewSchemas(o, files)
 	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the plugins: bundled ones and external ones in the plugin directories",
 		Long: `List starts every plugin and prints what it says about itself: name, version
 and kinds (encoder, loss, analyzer). External plugins are looked up in
-./plugins and --plugin-dir; one that cannot start (e.g. not pinned in a lock
-file) is listed with the reason.`,
-		Example: "  sslrun plugins list\n  sslrun plugins list --plugin-dir ~/sslrun-plugins",
+./plugins, --plugin-dir and, with --pipeline, ./plugins beside the pipeline;
+one that cannot start (e.g. not pinned in the pipeline's lock file) is listed
+with the reason.`,
+		Example: "  sslrun plugins list\n  sslrun plugins list --plugin-dir ~/sslrun-plugins\n  sslrun plugins list --pipeline my.hcl",
 		Args:    exactArgs(0, ""),
 		RunE: func(*cobra.Command, []string) error {
 			s, err := schemas()
@@ -572,10 +591,14 @@ file) is listed with the reason.`,
 		},
 	}
 	schema := &cobra.Command{
-		Use:     "schema NAME",
-		Short:   "Show the arguments a plugin block accepts, as the plugin declares them",
-		Example: "  sslrun plugins schema simsiam\n  sslrun plugins schema decompose",
-		Args:    exactArgs(1, "plugin name"),
+		Use:   "schema NAME|PATH",
+		Short: "Show the arguments a plugin block accepts, as the plugin declares them",
+		Long: `Schema starts the plugin and prints the arguments its block accepts, from the
+schema the plugin itself serves. An external plugin (named as in the pipeline,
+or by the path of its executable) must be pinned in the lock file of the
+pipeline given with --pipeline.`,
+		Example: "  sslrun plugins schema simsiam\n  sslrun plugins schema decompose\n  sslrun plugins schema vicreg --pipeline my.hcl\n  sslrun plugins schema ./plugins/sslrun-plugin-vicreg --pipeline my.hcl",
+		Args:    exactArgs(1, "plugin name or path"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			s, err := schemas()
 			if err != nil {
@@ -677,6 +700,9 @@ plugin.`,
 			fmt.Fprintf(e.stdout, "Wrote %s\n", path)
 			return nil
 		},
+	}
+	for _, c := range []*cobra.Command{list, schema} {
+		c.Flags().StringVar(&pipelineFile, "pipeline", "", "use this pipeline's lock file (and ./plugins beside it) for external plugins")
 	}
 	cmd.AddCommand(list, schema, lock)
 	return cmd

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/sslrun/sslrun/core/plugin"
+	"github.com/sslrun/sslrun/core/rundb"
 )
 
 // TestExternalPluginRun builds plugins/vicreg as its own executable into
@@ -41,8 +44,17 @@ func TestExternalPluginRun(t *testing.T) {
 	if r = sslrun(t, ctx, dir, nil, "plugins", "lock", p, "vicreg"); r.code != exitOK || !strings.Contains(r.stdout, "vicreg.lock.json") {
 		t.Fatalf("plugins lock: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if r = sslrun(t, ctx, dir, nil, "plugins", "schema", "vicreg", "--plugin-dir", filepath.Dir(exe)); r.code == exitOK {
-		t.Errorf("plugins schema of an external plugin pinned only beside a pipeline: exit 0\n%s", r.stdout)
+	if r = sslrun(t, ctx, dir, nil, "plugins", "schema", "vicreg", "--plugin-dir", filepath.Dir(exe)); r.code == exitOK || !strings.Contains(flat(r.stderr), "--pipeline") {
+		t.Errorf("plugins schema of an external plugin pinned only beside a pipeline: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// With the pipeline, its lock file pins the plugin: by name or by path.
+	for _, name := range []string{"vicreg", exe} {
+		if r = sslrun(t, ctx, dir, nil, "plugins", "schema", name, "--pipeline", p); r.code != exitOK || !strings.Contains(r.stdout, `loss "`+name+`" {`) || !strings.Contains(r.stdout, "cov_loss_weight") {
+			t.Errorf("plugins schema %s --pipeline: exit %d\n%s%s", name, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r = sslrun(t, ctx, dir, nil, "plugins", "list", "--pipeline", p); r.code != exitOK || !strings.Contains(flat(r.stdout), "vicreg loss 0.1.0 "+exe) {
+		t.Errorf("plugins list --pipeline: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = sslrun(t, ctx, dir, nil, "run", "-var", "epochs=1", p)
 	if r.code != exitOK || !strings.Contains(r.stdout, "FINISHED") {
@@ -50,6 +62,44 @@ func TestExternalPluginRun(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, `"loss":"vicreg"`) {
 		t.Errorf("the run does not log the vicreg loss:\n%s", r.stderr)
+	}
+	// The run database records the plugin's version and the checksum the
+	// lock file pinned and the host verified; bundled plugins the sha256 of
+	// the binary re-executed for them (this test binary).
+	lock, err := plugin.ReadLock(plugin.LockPath(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSum, err := plugin.HashFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := rundb.OpenReadOnly(filepath.Join(dir, "sslrun.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	runs, err := db.ListRuns(ctx, rundb.RunFilter{})
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs in the database: %d, %v", len(runs), err)
+	}
+	d, err := db.ShowRun(ctx, strconv.FormatInt(runs[0].ID, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]rundb.Plugin{}
+	for _, pl := range d.Plugins {
+		got[pl.Role+"/"+pl.Name] = pl
+	}
+	if pl := got["loss/vicreg"]; pl.Version != "0.1.0" || pl.SHA256 != lock.Plugins["vicreg"].SHA256 {
+		t.Errorf("recorded loss plugin %+v, want version 0.1.0 and sha256 %s", pl, lock.Plugins["vicreg"].SHA256)
+	}
+	if pl := got["encoder/encoder"]; pl.Version == "" || pl.Version == "bundled" || pl.SHA256 != hex.EncodeToString(selfSum) {
+		t.Errorf("recorded encoder plugin %+v, want its version and sha256 %x", pl, selfSum)
 	}
 
 	// A rebuilt or replaced executable no longer matches the lock file.

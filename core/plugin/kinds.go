@@ -235,16 +235,41 @@ func (e encoderClient) Forward(ctx context.Context, in Input) (Output, error) {
 }
 
 func (e encoderClient) Backward(ctx context.Context, grads Input) ([]Metric, error) {
+	return e.backward(ctx, "Encoder.Backward", grads, nil)
+}
+
+// backwardStep is BackwardStep for a Client's encoder: one call, the
+// optimizer parameters riding on the Backward request.
+func (e encoderClient) backwardStep(ctx context.Context, grads Input, o Optim) ([]Metric, error) {
+	return e.backward(ctx, "Encoder.Backward+Step", grads, &o)
+}
+
+func (e encoderClient) backward(ctx context.Context, call string, grads Input, o *Optim) ([]Metric, error) {
 	c := e.c
 	if c.local != nil {
 		var ms []Metric
-		err := c.invokeLocalOut(ctx, "Encoder.Backward", grads.Step.Step, func(ctx context.Context) (err error) {
-			ms, err = c.local.Encoder.Backward(c.localCtx(ctx), grads)
-			return err
+		err := c.invokeLocalOut(ctx, call, grads.Step.Step, func(ctx context.Context) (err error) {
+			if ms, err = c.local.Encoder.Backward(c.localCtx(ctx), grads); err != nil || o == nil {
+				return err
+			}
+			sms, err := c.local.Encoder.Step(c.localCtx(ctx), *o)
+			if err != nil {
+				return fmt.Errorf("optimizer step: %w", err)
+			}
+			ms = append(ms, sms...)
+			return nil
 		})
 		return ms, err
 	}
-	resp, _, _, err := c.callRPC(ctx, "Encoder.Backward", grads, c.ec.Backward)
+	rpc := c.ec.Backward
+	if o != nil {
+		req := optimToPB(*o)
+		rpc = func(ctx context.Context, r *pb.CallRequest, opts ...grpc.CallOption) (*pb.CallResponse, error) {
+			r.Optim = req
+			return c.ec.Backward(ctx, r, opts...)
+		}
+	}
+	resp, _, _, err := c.callRPC(ctx, call, grads, rpc)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +285,7 @@ func (e encoderClient) Step(ctx context.Context, o Optim) ([]Metric, error) {
 			ms, err = c.local.Encoder.Step(c.localCtx(ctx), o)
 			return err
 		}
-		r, err := c.ec.Step(ctx, &pb.OptimRequest{Step: stepToPB(o.Step), Lr: o.LR, GroupLr: o.GroupLR, Scalars: o.Scalars})
+		r, err := c.ec.Step(ctx, optimToPB(o))
 		if err == nil {
 			ms = metricsFromPB(r.Metrics)
 		}

@@ -321,6 +321,61 @@ func TestEncoderContract(t *testing.T) {
 	}
 }
 
+// TestBackwardStep checks that BackwardStep is Backward then Step, through
+// a Client in both modes (one call) and on a bare Encoder (two), and that a
+// failed backward pass applies no step.
+func TestBackwardStep(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range append(modes, "bare") {
+		t.Run(mode, func(t *testing.T) {
+			h, _ := newHost(t, 0)
+			var enc plugin.Encoder
+			if mode == "bare" {
+				enc = plugin.Bundled["matmul"]().Encoder
+			} else {
+				enc = launch(t, h, "matmul", mode, plugin.LaunchSpec{}).Encoder()
+			}
+			if err := enc.Build(ctx, plugin.EncoderSpec{InputShape: []int{3},
+				Heads: []plugin.HeadSpec{{Name: "projector", Input: "backbone", Dims: []int{2}}}}); err != nil {
+				t.Fatal(err)
+			}
+			x1 := filled(t, h, true, func(i int) float32 { return float32(i) }, 2, 3)
+			if _, err := enc.Forward(ctx, plugin.Input{Step: plugin.Step{Step: 1, Train: true},
+				Tensors: map[string]*tensor.T{"x1": x1}}); err != nil {
+				t.Fatal(err)
+			}
+			ones := tensor.New(2, 2)
+			ones.Fill(1)
+			o := plugin.Optim{Step: plugin.Step{Step: 1}, LR: 0.5}
+			_, err := plugin.BackwardStep(ctx, enc, plugin.Input{Step: plugin.Step{Step: 1}, Tensors: map[string]*tensor.T{"nope": ones}}, o)
+			if err == nil || !strings.Contains(err.Error(), "nope") {
+				t.Fatalf("gradient on an unknown output: err = %v", err)
+			}
+			var ce *plugin.CallError
+			if mode != "bare" && (!errors.As(err, &ce) || ce.Call != "Encoder.Backward+Step" || ce.Step != 1) {
+				t.Errorf("err = %#v, want a CallError for Encoder.Backward+Step at step 1", err)
+			}
+			x := filled(t, h, true, func(int) float32 { return 1 }, 1, 3)
+			emb, err := enc.Embed(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x": x}})
+			if err != nil || fmt.Sprint(emb.Data) != "[-3 0]" {
+				t.Fatalf("embed after a failed backward = %v, %v: the step was applied", emb, err)
+			}
+			ms, err := plugin.BackwardStep(ctx, enc, plugin.Input{Step: plugin.Step{Step: 1}, Tensors: map[string]*tensor.T{"z1": ones}}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Backward's gradient norm, then Step's lr.
+			if len(ms) != 2 || !near(ms[0].Value, math.Sqrt(166)) || ms[1].Name != "lr" || ms[1].Value != 0.5 {
+				t.Fatalf("metrics %+v", ms)
+			}
+			// W - 0.5 dW, summed over rows, as in TestEncoderContract.
+			if emb, err = enc.Embed(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x": x}}); err != nil || fmt.Sprint(emb.Data) != "[-10.5 -7.5]" {
+				t.Fatalf("embed after BackwardStep = %v, %v", emb, err)
+			}
+		})
+	}
+}
+
 func TestConfigDiagnostics(t *testing.T) {
 	tests := []struct {
 		name, src, want string

@@ -472,9 +472,18 @@ func (s *server) Backward(ctx context.Context, req *pb.CallRequest) (*pb.CallRes
 	if s.p.Encoder == nil {
 		return nil, unimplemented(KindEncoder)
 	}
+	o := req.GetOptim()
 	return s.run(ctx, "Encoder.Backward", req, func(ctx context.Context, in Input) (Output, []Array, error) {
 		ms, err := s.p.Encoder.Backward(ctx, in)
-		return Output{Metrics: ms}, nil, err
+		if err != nil || o == nil {
+			return Output{Metrics: ms}, nil, err
+		}
+		// The host's BackwardStep: the step rides on this call.
+		sms, err := s.p.Encoder.Step(ctx, optimFromPB(o))
+		if err != nil {
+			return Output{}, nil, fmt.Errorf("optimizer step: %w", err)
+		}
+		return Output{Metrics: append(ms, sms...)}, nil, nil
 	})
 }
 
@@ -486,7 +495,7 @@ func (s *server) Step(ctx context.Context, req *pb.OptimRequest) (*pb.CallRespon
 	defer s.mu.Unlock()
 	resp := &pb.CallResponse{}
 	err := s.guard("Encoder.Step", func() error {
-		ms, err := s.p.Encoder.Step(s.ctx(ctx), Optim{Step: stepFromPB(req.Step), LR: req.Lr, GroupLR: req.GroupLr, Scalars: req.Scalars})
+		ms, err := s.p.Encoder.Step(s.ctx(ctx), optimFromPB(req))
 		resp.Metrics = metricsToPB(ms)
 		return err
 	})

@@ -215,6 +215,28 @@ type Encoder interface {
 	Load(ctx context.Context, path string) error
 }
 
+// BackwardStep runs enc.Backward with grads and then, if it succeeded,
+// enc.Step with o, and returns the metrics of both. Forward and Backward
+// straddle the loss, so a training step needs at least two encoder calls;
+// for an Encoder from Client.Encoder this makes it exactly two: the
+// optimizer parameters ride on the Backward call (one RPC in a
+// subprocess) and the plugin applies the step right after the backward
+// pass. Encoder implementations need nothing for it. Other Encoders get
+// the two calls.
+func BackwardStep(ctx context.Context, enc Encoder, grads Input, o Optim) ([]Metric, error) {
+	if bs, ok := enc.(interface {
+		backwardStep(context.Context, Input, Optim) ([]Metric, error)
+	}); ok {
+		return bs.backwardStep(ctx, grads, o)
+	}
+	ms, err := enc.Backward(ctx, grads)
+	if err != nil {
+		return ms, err
+	}
+	sms, err := enc.Step(ctx, o)
+	return append(ms, sms...), err
+}
+
 // Configurer is implemented by plugin components that take configuration.
 // cfg is an object value of Plugin.Schema's implied type, defaults filled
 // in. Return an *AttrError (see AttrErrorf) to point the user at one

@@ -135,6 +135,14 @@ func stepFromPB(s *pb.StepInfo) Step {
 	return Step{Step: s.GetStep(), Epoch: s.GetEpoch(), TotalSteps: s.GetTotalSteps(), Train: s.GetTrain()}
 }
 
+func optimToPB(o Optim) *pb.OptimRequest {
+	return &pb.OptimRequest{Step: stepToPB(o.Step), Lr: o.LR, GroupLr: o.GroupLR, Scalars: o.Scalars}
+}
+
+func optimFromPB(o *pb.OptimRequest) Optim {
+	return Optim{Step: stepFromPB(o.GetStep()), LR: o.GetLr(), GroupLR: o.GetGroupLr(), Scalars: o.GetScalars()}
+}
+
 func metricsToPB(ms []Metric) []*pb.Metric {
 	out := make([]*pb.Metric, len(ms))
 	for i, m := range ms {

@@ -40,9 +40,11 @@
 // A step is Encoder.Forward on the two views (copied once into the host's
 // shared arena), Loss.Compute on the outputs the loss's spec names,
 // Analyzer.Observe (when due) on the outputs and the loss's gradients
-// ("grad/<name>"), Encoder.Backward with those gradients and Encoder.Step
-// with the host's lr (GroupLR fixes the predictor's, SimSiam's recipe) and,
-// for an EMA target, tau. The host owns the schedules, the data order, the
+// ("grad/<name>"), and Encoder.Backward with those gradients carrying the
+// optimizer step (plugin.BackwardStep) with the host's lr (GroupLR fixes
+// the predictor's, SimSiam's recipe) and, for an EMA target, tau: one RPC
+// per plugin per step, two for the encoder, whose forward and backward
+// straddle the loss. The host owns the schedules, the data order, the
 // checkpoints (Encoder.Save/Load plus the position in run.json) and the
 // evaluations. A plugin that fails, exits or hangs (Options.CallTimeout)
 // fails the run with a *StepError wrapping the plugin.CallError (plugin,

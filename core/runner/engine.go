@@ -22,10 +22,12 @@ const EncoderPlugin = "encoder"
 
 // engine is one run's plugins: the host with its arena, the encoder, the
 // loss and the analyzers, and the buffers a step reuses. A training step
-// is Encoder.Forward, Loss.Compute, Encoder.Backward, Encoder.Step and,
-// when due, Analyzer.Observe: the batch is copied into the host arena
-// once, and every other tensor is a view of a plugin's output arena (the
-// transport copies it into the host arena when it is passed on).
+// is Encoder.Forward, Loss.Compute, when due Analyzer.Observe, and
+// Encoder.Backward carrying the optimizer step (plugin.BackwardStep): two
+// encoder RPCs, one loss RPC and one per due analyzer. The batch is copied
+// into the host arena once, and every other tensor is a view of a plugin's
+// output arena (the transport copies it into the host arena when it is
+// passed on).
 type engine struct {
 	host      *plugin.Host
 	encC      *plugin.Client
@@ -39,6 +41,9 @@ type engine struct {
 
 	views, lin, grads, obs map[string]*tensor.T
 	optim                  plugin.Optim
+
+	// plugins is what the run records about its plugins.
+	plugins []PluginRecord
 }
 
 type analyzerEntry struct {
@@ -68,6 +73,7 @@ func startEngine(ctx context.Context, env *pluginEnv, cfg *pipeline.Config, inpu
 	if err := e.lossC.Configure(ctx, cfg.Loss.Config); err != nil {
 		return nil, configErr(fmt.Errorf("loss %q: %w", cfg.Loss.Name, err))
 	}
+	e.record(env, "loss", cfg.Loss.Name, e.lossC)
 	e.loss = e.lossC.Loss()
 	if e.spec, err = e.loss.Spec(ctx); err != nil {
 		return nil, err
@@ -98,6 +104,7 @@ func startEngine(ctx context.Context, env *pluginEnv, cfg *pipeline.Config, inpu
 	if e.encC, err = env.start(ctx, h, EncoderPlugin, plugin.KindEncoder); err != nil {
 		return nil, err
 	}
+	e.record(env, "encoder", EncoderPlugin, e.encC)
 	e.enc = e.encC.Encoder()
 	es, err := encoderSpec(cfg, inputShape, e.spec.Target)
 	if err != nil {
@@ -119,10 +126,25 @@ func startEngine(ctx context.Context, env *pluginEnv, cfg *pipeline.Config, inpu
 			if err := c.Configure(ctx, a.Config); err != nil {
 				return nil, configErr(fmt.Errorf("analyzer %q: %w", a.Name, err))
 			}
+			e.record(env, "analyzer", a.Name, c)
 			e.analyzers = append(e.analyzers, analyzerEntry{name: a.Name, every: max(1, a.Every), c: c, a: c.Analyzer()})
 		}
 	}
 	return e, nil
+}
+
+// record notes a started plugin's identity for the run's record.
+func (e *engine) record(env *pluginEnv, role, name string, c *plugin.Client) {
+	e.plugins = append(e.plugins, PluginRecord{Role: role, Name: name, Version: c.Info().Version, SHA256: env.checksum(name)})
+}
+
+// provenance lists the run's plugins in the order they started: the
+// loss, the encoder, the analyzers (nil before the engine started).
+func (e *engine) provenance() []PluginRecord {
+	if e == nil {
+		return nil
+	}
+	return e.plugins
 }
 
 // configErr makes a plugin's rejection of its configuration a ConfigError
@@ -233,9 +255,6 @@ func (e *engine) step(ctx context.Context, st plugin.Step, x1, x2 *tensor.T, lr,
 	if obs, err = e.observe(ctx, st, out, res, obs); err != nil {
 		return loss, obs, err
 	}
-	if _, err := e.enc.Backward(ctx, plugin.Input{Step: st, Tensors: e.grads}); err != nil {
-		return loss, obs, err
-	}
 	o := &e.optim
 	o.Step, o.LR = st, lr
 	clear(o.GroupLR)
@@ -246,7 +265,8 @@ func (e *engine) step(ctx context.Context, st plugin.Step, x1, x2 *tensor.T, lr,
 	if e.spec.Target == plugin.TargetEMA {
 		o.Scalars["tau"] = tau
 	}
-	if _, err := e.enc.Step(ctx, *o); err != nil {
+	// One call (one RPC) for the backward pass and the optimizer step.
+	if _, err := plugin.BackwardStep(ctx, e.enc, plugin.Input{Step: st, Tensors: e.grads}, *o); err != nil {
 		return loss, obs, err
 	}
 	return loss, obs, nil

@@ -2,12 +2,15 @@ package runner
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +43,10 @@ type pluginEnv struct {
 	lock      *plugin.Lock
 	lockPath  string
 	pipeline  string // the first pipeline file, for messages
-	log       zerolog.Logger
+	// noPipeline: no pipeline file, so no lock file (sslrun plugins
+	// without --pipeline).
+	noPipeline bool
+	log        zerolog.Logger
 }
 
 // PluginDirs are the directories searched for external plugins: extra,
@@ -74,15 +80,37 @@ func newPluginEnv(opts Options, files []string) (*pluginEnv, error) {
 		}
 	}
 	if e.lockPath == "" {
-		e.lockPath, e.pipeline = "the pipeline's lock file", "PIPELINE"
+		e.lockPath, e.pipeline, e.noPipeline = "the pipeline's lock file", "PIPELINE", true
 	}
 	return e, nil
+}
+
+// pinnedPath returns the lock entry whose executable is path.
+func (e *pluginEnv) pinnedPath(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	for k, v := range e.lock.Plugins {
+		if p, err := filepath.Abs(v.Path); err == nil && p == abs {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 // external resolves an external plugin's executable and pinned checksum.
 func (e *pluginEnv) external(name string) (path string, sum []byte, err error) {
 	path, rerr := plugin.Resolve(name, e.dirs...)
-	entry, pinned := e.lock.Plugins[name]
+	key := name
+	entry, pinned := e.lock.Plugins[key]
+	if !pinned && rerr == nil && strings.ContainsRune(name, '/') {
+		// A plugin named by path may be pinned under its name: find the
+		// entry for the same executable.
+		if k, ok := e.pinnedPath(path); ok {
+			key, entry, pinned = k, e.lock.Plugins[k], true
+		}
+	}
 	if rerr != nil {
 		if !pinned || entry.Path == "" {
 			return "", nil, fmt.Errorf("%w: %v", pipeline.ErrUnknownPlugin, rerr)
@@ -90,14 +118,64 @@ func (e *pluginEnv) external(name string) (path string, sum []byte, err error) {
 		path = entry.Path
 	}
 	if !pinned {
+		if e.noPipeline {
+			return "", nil, &ConfigError{Err: fmt.Errorf("plugin %q (%s) is not pinned: give the pipeline whose lock file pins it (--pipeline FILE), or pin it with `sslrun plugins lock PIPELINE %s`",
+				name, path, name)}
+		}
 		return "", nil, &ConfigError{Err: fmt.Errorf("plugin %q (%s) is not pinned in %s: run `sslrun plugins lock %s %s` to record its sha256",
 			name, path, e.lockPath, e.pipeline, name)}
 	}
-	sum, err = e.lock.Checksum(name)
+	sum, err = e.lock.Checksum(key)
 	if err != nil {
 		return "", nil, &ConfigError{Err: fmt.Errorf("%s: %w", e.lockPath, err)}
 	}
 	return path, sum, nil
+}
+
+// checksum is the hex sha256 of the executable plugin name runs from:
+// the binary this process re-executes (or is, in process) for a bundled
+// plugin, the lock file's pinned checksum (verified before exec) for an
+// external one. It is "" when the binary cannot be read.
+func (e *pluginEnv) checksum(name string) string {
+	if _, ok := plugin.Bundled[name]; !ok {
+		_, sum, err := e.external(name)
+		if err != nil {
+			return ""
+		}
+		return hex.EncodeToString(sum)
+	}
+	exe := e.exe
+	if exe == "" || e.inProcess {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			e.log.Warn().Err(err).Msg("plugin provenance: cannot find this executable")
+			return ""
+		}
+	}
+	sum, err := exeChecksum(exe)
+	if err != nil {
+		e.log.Warn().Err(err).Msg("plugin provenance: cannot hash the executable")
+	}
+	return sum
+}
+
+// exeSums caches executables' checksums by path: a binary does not change
+// under a running process, and hashing it per run would cost more than a
+// step.
+var exeSums sync.Map // path -> string
+
+// exeChecksum returns the hex sha256 of the file at path.
+func exeChecksum(path string) (string, error) {
+	if v, ok := exeSums.Load(path); ok {
+		return v.(string), nil
+	}
+	sum, err := plugin.HashFile(path)
+	if err != nil {
+		return "", err
+	}
+	h := hex.EncodeToString(sum)
+	exeSums.Store(path, h)
+	return h, nil
 }
 
 // start starts plugin name and checks that it serves kind.

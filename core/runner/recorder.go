@@ -54,6 +54,9 @@ type RunInfo struct {
 	Pipeline string
 	// Datasets are the datasets the run reads, with their content digests.
 	Datasets []DatasetInfo
+	// Plugins are the plugins the run trains with: the loss, the encoder
+	// and the analyzers.
+	Plugins []PluginRecord
 	// Resumed is true when an interrupted run continues; RecorderID is then
 	// the ID its Recorder returned the first time (a rundb run id).
 	Resumed    bool
@@ -62,6 +65,20 @@ type RunInfo struct {
 	// run RecorderID without reopening it or changing its status (`sslrun
 	// eval`); it records only LogEval, and Finish does nothing.
 	Offline bool
+}
+
+// PluginRecord identifies a plugin a run used, for the record.
+type PluginRecord struct {
+	// Role is "encoder", "loss" or "analyzer".
+	Role string
+	// Name is the plugin's name in the pipeline; Version what its Info
+	// said.
+	Name, Version string
+	// SHA256 is the hex sha256 of the executable the plugin's code ran
+	// from: the sslrun binary for a bundled plugin (re-executed, or this
+	// process in process), the lock file's checksum, verified before exec,
+	// for an external one. Empty when the binary could not be read.
+	SHA256 string
 }
 
 // DatasetInfo identifies a dataset a run used.

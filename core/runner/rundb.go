@@ -91,12 +91,17 @@ func (d *DBRecorders) Factory(ctx context.Context, info RunInfo) (Recorder, erro
 		Variant:  rundb.VariantOf(info.Method, info.LossConfig),
 		Pipeline: info.Pipeline, Config: info.Config, Seed: info.Seed,
 		CodeVersion: codeVersion(),
-		Plugins:     []rundb.Plugin{{Role: "loss", Name: info.Method, Version: "bundled"}},
 		Tags:        map[string]string{"run_dir": info.Dir, "run_id": info.ID},
 		Params:      info.Params,
 	}
 	for k, v := range info.Tags {
 		spec.Tags[k] = v
+	}
+	for _, p := range info.Plugins {
+		spec.Plugins = append(spec.Plugins, rundb.Plugin{Role: p.Role, Name: p.Name, Version: p.Version, SHA256: p.SHA256})
+	}
+	if len(spec.Plugins) == 0 {
+		spec.Plugins = []rundb.Plugin{{Role: "loss", Name: info.Method}}
 	}
 	if rec.run, err = db.CreateRun(rec.ctx, spec); err != nil {
 		return nil, err

@@ -2,12 +2,17 @@ package runner
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
 
+	"github.com/sslrun/sslrun/core/plugin"
+	"github.com/sslrun/sslrun/core/plugin/nnencoder"
 	"github.com/sslrun/sslrun/core/rundb"
 )
 
@@ -65,6 +70,24 @@ func TestRunDatabase(t *testing.T) {
 	arrs, err := db.Arrays(context.Background(), d.ID, "decompose/z_row0")
 	if err != nil || len(arrs) != 6 {
 		t.Errorf("arrays: %d, %v; want 6", len(arrs), err)
+	}
+	// Every plugin with its version and the sha256 of the binary it ran
+	// from: this test binary, which serves the bundled plugins.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := plugin.HashFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rundb.Plugin{
+		{Role: "analyzer", Name: "decompose", Version: "0.0.1", SHA256: hex.EncodeToString(sum)},
+		{Role: "encoder", Name: "encoder", Version: nnencoder.Version, SHA256: hex.EncodeToString(sum)},
+		{Role: "loss", Name: "simsiam", Version: "0.0.1", SHA256: hex.EncodeToString(sum)},
+	}
+	if !slices.Equal(d.Plugins, want) {
+		t.Errorf("plugins:\n got %+v\nwant %+v", d.Plugins, want)
 	}
 	if len(d.Artifacts) < 3 || len(d.Datasets) != 2 || d.Pipeline == "" || d.Tags["run_dir"] != part.Dir {
 		t.Errorf("artifacts %d, datasets %+v, pipeline %d bytes, tags %v", len(d.Artifacts), d.Datasets, len(d.Pipeline), d.Tags)

@@ -454,7 +454,8 @@ func (t *trainer) openRecorder(ctx context.Context, resumed bool) error {
 	info := RunInfo{ID: t.st.ID, Dir: t.dir, Study: t.run.Study, Name: t.run.Name, Method: t.cfg.Loss.Name,
 		Hash: t.run.Hash, Config: t.run.JSON, Params: t.run.Params, Seed: t.cfg.Seed, Tags: t.cfg.Tags,
 		LossConfig: t.cfg.Loss.ConfigJSON, Files: t.st.Files, Pipeline: pipelineText(t.st.Files),
-		Database: t.resolve(orString(t.cfg.Database, "sslrun.db")), Datasets: t.datasets, Resumed: resumed, RecorderID: t.st.RecorderID}
+		Database: t.resolve(orString(t.cfg.Database, "sslrun.db")), Datasets: t.datasets, Resumed: resumed, RecorderID: t.st.RecorderID,
+		Plugins: t.eng.provenance()}
 	rec, err := f(ctx, info)
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)

@@ -209,9 +209,9 @@ type pipe struct {
 	views, lin map[string]*tensor.T
 	optim      plugin.Optim
 	// wall and compute are the last step's host-side duration of each call
-	// (Forward, Compute, Backward, Step) and the plugins' own compute_ns
-	// metrics for them (timed fixtures only).
-	wall, compute [4]time.Duration
+	// (Forward, Compute, Backward carrying the Step) and the plugins' own
+	// compute_ns metrics for them (timed fixtures only).
+	wall, compute [3]time.Duration
 }
 
 // timed runs call i, recording its wall time and the compute_ns metric it
@@ -263,13 +263,10 @@ func (p *pipe) step(ctx context.Context, step int64, x1, x2 *tensor.T, lr, tau f
 	}); err != nil {
 		return 0, err
 	}
-	if err := p.timed(2, func() ([]plugin.Metric, error) {
-		return p.enc.Encoder().Backward(ctx, plugin.Input{Step: st, Tensors: res.Grads})
-	}); err != nil {
-		return 0, err
-	}
 	p.optim.Step, p.optim.LR, p.optim.Scalars["tau"] = st, lr, tau
-	if err := p.timed(3, func() ([]plugin.Metric, error) { return p.enc.Encoder().Step(ctx, p.optim) }); err != nil {
+	if err := p.timed(2, func() ([]plugin.Metric, error) {
+		return plugin.BackwardStep(ctx, p.enc.Encoder(), plugin.Input{Step: st, Tensors: res.Grads}, p.optim)
+	}); err != nil {
 		return 0, err
 	}
 	return res.Loss, nil

@@ -1183,7 +1183,12 @@ type CallRequest struct {
 	Arenas *Arenas                `protobuf:"bytes,2,opt,name=arenas,proto3" json:"arenas,omitempty"`
 	Inputs *Tensors               `protobuf:"bytes,3,opt,name=inputs,proto3" json:"inputs,omitempty"`
 	// name qualifies the call where a kind has several (e.g. an eval set).
-	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// optim, on Encoder.Backward only, makes the plugin apply the optimizer
+	// step with these parameters right after the backward pass, as a Step
+	// call would: forward and backward straddle the loss, so this is how an
+	// encoder costs two RPCs per training step rather than three.
+	Optim         *OptimRequest `protobuf:"bytes,5,opt,name=optim,proto3" json:"optim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1244,6 +1249,13 @@ func (x *CallRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *CallRequest) GetOptim() *OptimRequest {
+	if x != nil {
+		return x.Optim
+	}
+	return nil
 }
 
 type CallResponse struct {
@@ -1669,12 +1681,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\aoptions\x18\t \x03(\v2'.sslrun.plugin.v1.LossSpec.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
 	"\vCallRequest\x12.\n" +
 	"\x04step\x18\x01 \x01(\v2\x1a.sslrun.plugin.v1.StepInfoR\x04step\x120\n" +
 	"\x06arenas\x18\x02 \x01(\v2\x18.sslrun.plugin.v1.ArenasR\x06arenas\x121\n" +
 	"\x06inputs\x18\x03 \x01(\v2\x19.sslrun.plugin.v1.TensorsR\x06inputs\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\xda\x01\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x124\n" +
+	"\x05optim\x18\x05 \x01(\v2\x1e.sslrun.plugin.v1.OptimRequestR\x05optim\"\xda\x01\n" +
 	"\fCallResponse\x120\n" +
 	"\x06arenas\x18\x01 \x01(\v2\x18.sslrun.plugin.v1.ArenasR\x06arenas\x123\n" +
 	"\aoutputs\x18\x02 \x01(\v2\x19.sslrun.plugin.v1.TensorsR\aoutputs\x122\n" +
@@ -1794,52 +1807,53 @@ var file_plugin_proto_depIdxs = []int32{
 	5,  // 13: sslrun.plugin.v1.CallRequest.step:type_name -> sslrun.plugin.v1.StepInfo
 	4,  // 14: sslrun.plugin.v1.CallRequest.arenas:type_name -> sslrun.plugin.v1.Arenas
 	3,  // 15: sslrun.plugin.v1.CallRequest.inputs:type_name -> sslrun.plugin.v1.Tensors
-	4,  // 16: sslrun.plugin.v1.CallResponse.arenas:type_name -> sslrun.plugin.v1.Arenas
-	3,  // 17: sslrun.plugin.v1.CallResponse.outputs:type_name -> sslrun.plugin.v1.Tensors
-	6,  // 18: sslrun.plugin.v1.CallResponse.metrics:type_name -> sslrun.plugin.v1.Metric
-	7,  // 19: sslrun.plugin.v1.CallResponse.arrays:type_name -> sslrun.plugin.v1.Array
-	27, // 20: sslrun.plugin.v1.EncoderSpec.heads:type_name -> sslrun.plugin.v1.EncoderSpec.Head
-	28, // 21: sslrun.plugin.v1.EncoderSpec.options:type_name -> sslrun.plugin.v1.EncoderSpec.OptionsEntry
-	5,  // 22: sslrun.plugin.v1.PathRequest.step:type_name -> sslrun.plugin.v1.StepInfo
-	5,  // 23: sslrun.plugin.v1.OptimRequest.step:type_name -> sslrun.plugin.v1.StepInfo
-	29, // 24: sslrun.plugin.v1.OptimRequest.group_lr:type_name -> sslrun.plugin.v1.OptimRequest.GroupLrEntry
-	30, // 25: sslrun.plugin.v1.OptimRequest.scalars:type_name -> sslrun.plugin.v1.OptimRequest.ScalarsEntry
-	2,  // 26: sslrun.plugin.v1.Tensors.RefsEntry.value:type_name -> sslrun.plugin.v1.Ref
-	8,  // 27: sslrun.plugin.v1.Plugin.Info:input_type -> sslrun.plugin.v1.Empty
-	8,  // 28: sslrun.plugin.v1.Plugin.ConfigSchema:input_type -> sslrun.plugin.v1.Empty
-	14, // 29: sslrun.plugin.v1.Plugin.Configure:input_type -> sslrun.plugin.v1.ConfigureRequest
-	8,  // 30: sslrun.plugin.v1.Plugin.Close:input_type -> sslrun.plugin.v1.Empty
-	8,  // 31: sslrun.plugin.v1.Loss.Spec:input_type -> sslrun.plugin.v1.Empty
-	17, // 32: sslrun.plugin.v1.Loss.Compute:input_type -> sslrun.plugin.v1.CallRequest
-	17, // 33: sslrun.plugin.v1.Analyzer.Observe:input_type -> sslrun.plugin.v1.CallRequest
-	17, // 34: sslrun.plugin.v1.Analyzer.Evaluate:input_type -> sslrun.plugin.v1.CallRequest
-	19, // 35: sslrun.plugin.v1.Encoder.Build:input_type -> sslrun.plugin.v1.EncoderSpec
-	17, // 36: sslrun.plugin.v1.Encoder.Forward:input_type -> sslrun.plugin.v1.CallRequest
-	17, // 37: sslrun.plugin.v1.Encoder.Backward:input_type -> sslrun.plugin.v1.CallRequest
-	21, // 38: sslrun.plugin.v1.Encoder.Step:input_type -> sslrun.plugin.v1.OptimRequest
-	17, // 39: sslrun.plugin.v1.Encoder.Embed:input_type -> sslrun.plugin.v1.CallRequest
-	20, // 40: sslrun.plugin.v1.Encoder.Save:input_type -> sslrun.plugin.v1.PathRequest
-	20, // 41: sslrun.plugin.v1.Encoder.Load:input_type -> sslrun.plugin.v1.PathRequest
-	9,  // 42: sslrun.plugin.v1.Plugin.Info:output_type -> sslrun.plugin.v1.InfoResponse
-	12, // 43: sslrun.plugin.v1.Plugin.ConfigSchema:output_type -> sslrun.plugin.v1.SchemaResponse
-	15, // 44: sslrun.plugin.v1.Plugin.Configure:output_type -> sslrun.plugin.v1.ConfigureResponse
-	8,  // 45: sslrun.plugin.v1.Plugin.Close:output_type -> sslrun.plugin.v1.Empty
-	16, // 46: sslrun.plugin.v1.Loss.Spec:output_type -> sslrun.plugin.v1.LossSpec
-	18, // 47: sslrun.plugin.v1.Loss.Compute:output_type -> sslrun.plugin.v1.CallResponse
-	18, // 48: sslrun.plugin.v1.Analyzer.Observe:output_type -> sslrun.plugin.v1.CallResponse
-	18, // 49: sslrun.plugin.v1.Analyzer.Evaluate:output_type -> sslrun.plugin.v1.CallResponse
-	8,  // 50: sslrun.plugin.v1.Encoder.Build:output_type -> sslrun.plugin.v1.Empty
-	18, // 51: sslrun.plugin.v1.Encoder.Forward:output_type -> sslrun.plugin.v1.CallResponse
-	18, // 52: sslrun.plugin.v1.Encoder.Backward:output_type -> sslrun.plugin.v1.CallResponse
-	18, // 53: sslrun.plugin.v1.Encoder.Step:output_type -> sslrun.plugin.v1.CallResponse
-	18, // 54: sslrun.plugin.v1.Encoder.Embed:output_type -> sslrun.plugin.v1.CallResponse
-	8,  // 55: sslrun.plugin.v1.Encoder.Save:output_type -> sslrun.plugin.v1.Empty
-	8,  // 56: sslrun.plugin.v1.Encoder.Load:output_type -> sslrun.plugin.v1.Empty
-	42, // [42:57] is the sub-list for method output_type
-	27, // [27:42] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	21, // 16: sslrun.plugin.v1.CallRequest.optim:type_name -> sslrun.plugin.v1.OptimRequest
+	4,  // 17: sslrun.plugin.v1.CallResponse.arenas:type_name -> sslrun.plugin.v1.Arenas
+	3,  // 18: sslrun.plugin.v1.CallResponse.outputs:type_name -> sslrun.plugin.v1.Tensors
+	6,  // 19: sslrun.plugin.v1.CallResponse.metrics:type_name -> sslrun.plugin.v1.Metric
+	7,  // 20: sslrun.plugin.v1.CallResponse.arrays:type_name -> sslrun.plugin.v1.Array
+	27, // 21: sslrun.plugin.v1.EncoderSpec.heads:type_name -> sslrun.plugin.v1.EncoderSpec.Head
+	28, // 22: sslrun.plugin.v1.EncoderSpec.options:type_name -> sslrun.plugin.v1.EncoderSpec.OptionsEntry
+	5,  // 23: sslrun.plugin.v1.PathRequest.step:type_name -> sslrun.plugin.v1.StepInfo
+	5,  // 24: sslrun.plugin.v1.OptimRequest.step:type_name -> sslrun.plugin.v1.StepInfo
+	29, // 25: sslrun.plugin.v1.OptimRequest.group_lr:type_name -> sslrun.plugin.v1.OptimRequest.GroupLrEntry
+	30, // 26: sslrun.plugin.v1.OptimRequest.scalars:type_name -> sslrun.plugin.v1.OptimRequest.ScalarsEntry
+	2,  // 27: sslrun.plugin.v1.Tensors.RefsEntry.value:type_name -> sslrun.plugin.v1.Ref
+	8,  // 28: sslrun.plugin.v1.Plugin.Info:input_type -> sslrun.plugin.v1.Empty
+	8,  // 29: sslrun.plugin.v1.Plugin.ConfigSchema:input_type -> sslrun.plugin.v1.Empty
+	14, // 30: sslrun.plugin.v1.Plugin.Configure:input_type -> sslrun.plugin.v1.ConfigureRequest
+	8,  // 31: sslrun.plugin.v1.Plugin.Close:input_type -> sslrun.plugin.v1.Empty
+	8,  // 32: sslrun.plugin.v1.Loss.Spec:input_type -> sslrun.plugin.v1.Empty
+	17, // 33: sslrun.plugin.v1.Loss.Compute:input_type -> sslrun.plugin.v1.CallRequest
+	17, // 34: sslrun.plugin.v1.Analyzer.Observe:input_type -> sslrun.plugin.v1.CallRequest
+	17, // 35: sslrun.plugin.v1.Analyzer.Evaluate:input_type -> sslrun.plugin.v1.CallRequest
+	19, // 36: sslrun.plugin.v1.Encoder.Build:input_type -> sslrun.plugin.v1.EncoderSpec
+	17, // 37: sslrun.plugin.v1.Encoder.Forward:input_type -> sslrun.plugin.v1.CallRequest
+	17, // 38: sslrun.plugin.v1.Encoder.Backward:input_type -> sslrun.plugin.v1.CallRequest
+	21, // 39: sslrun.plugin.v1.Encoder.Step:input_type -> sslrun.plugin.v1.OptimRequest
+	17, // 40: sslrun.plugin.v1.Encoder.Embed:input_type -> sslrun.plugin.v1.CallRequest
+	20, // 41: sslrun.plugin.v1.Encoder.Save:input_type -> sslrun.plugin.v1.PathRequest
+	20, // 42: sslrun.plugin.v1.Encoder.Load:input_type -> sslrun.plugin.v1.PathRequest
+	9,  // 43: sslrun.plugin.v1.Plugin.Info:output_type -> sslrun.plugin.v1.InfoResponse
+	12, // 44: sslrun.plugin.v1.Plugin.ConfigSchema:output_type -> sslrun.plugin.v1.SchemaResponse
+	15, // 45: sslrun.plugin.v1.Plugin.Configure:output_type -> sslrun.plugin.v1.ConfigureResponse
+	8,  // 46: sslrun.plugin.v1.Plugin.Close:output_type -> sslrun.plugin.v1.Empty
+	16, // 47: sslrun.plugin.v1.Loss.Spec:output_type -> sslrun.plugin.v1.LossSpec
+	18, // 48: sslrun.plugin.v1.Loss.Compute:output_type -> sslrun.plugin.v1.CallResponse
+	18, // 49: sslrun.plugin.v1.Analyzer.Observe:output_type -> sslrun.plugin.v1.CallResponse
+	18, // 50: sslrun.plugin.v1.Analyzer.Evaluate:output_type -> sslrun.plugin.v1.CallResponse
+	8,  // 51: sslrun.plugin.v1.Encoder.Build:output_type -> sslrun.plugin.v1.Empty
+	18, // 52: sslrun.plugin.v1.Encoder.Forward:output_type -> sslrun.plugin.v1.CallResponse
+	18, // 53: sslrun.plugin.v1.Encoder.Backward:output_type -> sslrun.plugin.v1.CallResponse
+	18, // 54: sslrun.plugin.v1.Encoder.Step:output_type -> sslrun.plugin.v1.CallResponse
+	18, // 55: sslrun.plugin.v1.Encoder.Embed:output_type -> sslrun.plugin.v1.CallResponse
+	8,  // 56: sslrun.plugin.v1.Encoder.Save:output_type -> sslrun.plugin.v1.Empty
+	8,  // 57: sslrun.plugin.v1.Encoder.Load:output_type -> sslrun.plugin.v1.Empty
+	43, // [43:58] is the sub-list for method output_type
+	28, // [28:43] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }

@@ -541,6 +541,8 @@ const (
 type EncoderClient interface {
 	Build(ctx context.Context, in *EncoderSpec, opts ...grpc.CallOption) (*Empty, error)
 	Forward(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// Backward: with CallRequest.optim set, also the optimizer step (the
+	// response's metrics are Backward's followed by Step's).
 	Backward(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Step(ctx context.Context, in *OptimRequest, opts ...grpc.CallOption) (*CallResponse, error)
 	Embed(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
@@ -632,6 +634,8 @@ func (c *encoderClient) Load(ctx context.Context, in *PathRequest, opts ...grpc.
 type EncoderServer interface {
 	Build(context.Context, *EncoderSpec) (*Empty, error)
 	Forward(context.Context, *CallRequest) (*CallResponse, error)
+	// Backward: with CallRequest.optim set, also the optimizer step (the
+	// response's metrics are Backward's followed by Step's).
 	Backward(context.Context, *CallRequest) (*CallResponse, error)
 	Step(context.Context, *OptimRequest) (*CallResponse, error)
 	Embed(context.Context, *CallRequest) (*CallResponse, error)

@@ -1,0 +1,215 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sslrun/sslrun/core/nn"
+	"github.com/sslrun/sslrun/core/pipeline"
+	"github.com/sslrun/sslrun/core/plugin"
+	"github.com/sslrun/sslrun/core/tensor"
+)
+
+// The plugin overhead of a training step, measured through the runner's
+// engine (the code path of `sslrun run`): one W1 SimSiam step (core/nn
+// Workload "mlp-mnist", batch 512, random-normal views, SGD momentum 0.9,
+// weight decay 5e-4, fixed predictor lr) with the encoder and the loss in
+// process (the same plugin interfaces, no RPC) and as subprocesses (this
+// test binary re-executed, as sslrun re-executes itself). The loss is the
+// test binary's "simsiam" (TestMain): SimSiam's symmetric negative cosine
+// with stop-gradient, through core/plugin/lossdk like plugins/simsiam.
+//
+// allocs/op counts this process only: in process that includes the
+// plugins' own allocations, as subprocesses only the host side.
+//
+// -count repeats each sub-benchmark back to back; to run the two modes
+// alternately, so that both see the same machine load, repeat the binary
+// and compare the medians:
+//
+//	go test -c -o /tmp/runner.test ./core/runner/ && cd core/runner &&
+//	for i in 1 2 3 4 5; do /tmp/runner.test -test.run '^$' -test.bench '^BenchmarkEngineStep$' -test.benchtime 20x -test.benchmem; done
+//
+// BenchmarkEngineStepInterleaved alternates the two step by step and
+// reports the overhead directly.
+
+const (
+	w1Batch = 512
+	w1LR    = 0.06
+)
+
+// w1Config is the W1 SimSiam run as the engine sees it.
+func w1Config(b *testing.B) *pipeline.Config {
+	ms, err := nn.Workload("mlp-mnist")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &pipeline.Config{
+		Seed:      1,
+		BatchSize: w1Batch,
+		Encoder:   pipeline.Encoder{Backbone: ms.Backbone, Projector: ms.Projector, Predictor: ms.Predictor},
+		Loss:      pipeline.Plugin{Name: "simsiam"},
+		Optimizer: pipeline.Optimizer{Name: "sgd", BaseLR: w1LR, LR: w1LR, Momentum: 0.9, WeightDecay: 5e-4, PredictorFixedLR: true},
+	}
+}
+
+// w1Engine starts the W1 engine in the given mode and runs warm-up steps
+// (tapes, arenas and optimizer state reach their steady size).
+func w1Engine(b *testing.B, inProcess bool, x1, x2 *tensor.T) *engine {
+	b.Helper()
+	env := &pluginEnv{inProcess: inProcess, log: zerolog.Nop(), lock: &plugin.Lock{Plugins: map[string]plugin.LockEntry{}}}
+	e, err := startEngine(context.Background(), env, w1Config(b), []int{784}, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := e.close(); err != nil {
+			b.Errorf("close: %v", err)
+		}
+	})
+	for i := range 3 {
+		if _, _, err := e.step(context.Background(), plugin.Step{Step: int64(i), Train: true}, x1, x2, w1LR, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return e
+}
+
+func w1Views() (*tensor.T, *tensor.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	x1, x2 := tensor.New(w1Batch, 784), tensor.New(w1Batch, 784)
+	for _, x := range []*tensor.T{x1, x2} {
+		for i := range x.Data {
+			x.Data[i] = float32(rng.NormFloat64())
+		}
+	}
+	return x1, x2
+}
+
+// BenchmarkEngineStep times one engine step per mode.
+func BenchmarkEngineStep(b *testing.B) {
+	b.Run("W1", func(b *testing.B) {
+		x1, x2 := w1Views()
+		for _, mode := range []string{"inprocess", "subprocess"} {
+			b.Run(mode, func(b *testing.B) {
+				e := w1Engine(b, mode == "inprocess", x1, x2)
+				ctx := context.Background()
+				var obs []observation
+				step := int64(3)
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if _, obs, err = e.step(ctx, plugin.Step{Step: step, Train: true}, x1, x2, w1LR, 0, obs); err != nil {
+						b.Fatal(err)
+					}
+					step++
+				}
+			})
+		}
+	})
+}
+
+// BenchmarkEngineStepInterleaved alternates one in-process step (A) and
+// one subprocess step (B), b.N times each, so that both see the same load,
+// and reports the median step time of each, the overhead of B over A in
+// percent of A's median, and the median of the per-pair differences (less
+// sensitive to the load changing between pairs). On a loaded machine wall
+// time mostly measures waiting for a core, so it also reports the CPU time
+// per step (user+system, of this process and, for B, of the plugin
+// processes) and B's CPU overhead: what the subprocesses cost the machine.
+func BenchmarkEngineStepInterleaved(b *testing.B) {
+	b.Run("W1", func(b *testing.B) {
+		x1, x2 := w1Views()
+		ea, eb := w1Engine(b, true, x1, x2), w1Engine(b, false, x1, x2)
+		ctx := context.Background()
+		ta, tb := make([]float64, 0, b.N), make([]float64, 0, b.N)
+		pids := []int{eb.encC.Pid(), eb.lossC.Pid()}
+		var ca, cb time.Duration
+		step := int64(3)
+		b.ResetTimer()
+		for range b.N {
+			st := plugin.Step{Step: step, Train: true}
+			c0, t0 := processCPU(), time.Now()
+			if _, _, err := ea.step(ctx, st, x1, x2, w1LR, 0, nil); err != nil {
+				b.Fatal(err)
+			}
+			t1, c1, k1 := time.Now(), processCPU(), childCPU(pids)
+			if _, _, err := eb.step(ctx, st, x1, x2, w1LR, 0, nil); err != nil {
+				b.Fatal(err)
+			}
+			t2, c2, k2 := time.Now(), processCPU(), childCPU(pids)
+			ta, tb = append(ta, float64(t1.Sub(t0))/1e6), append(tb, float64(t2.Sub(t1))/1e6)
+			ca += c1 - c0
+			cb += c2 - c1 + k2 - k1
+			step++
+		}
+		b.StopTimer()
+		cpuA, cpuB := ca.Seconds()*1e3/float64(b.N), cb.Seconds()*1e3/float64(b.N)
+		b.ReportMetric(cpuA, "inprocess-cpu-ms/step")
+		b.ReportMetric(cpuB, "subprocess-cpu-ms/step")
+		b.ReportMetric(100*(cpuB-cpuA)/cpuA, "cpu-overhead-%")
+		ma, mb := median(ta), median(tb)
+		d := make([]float64, len(ta))
+		for i := range ta {
+			d[i] = tb[i] - ta[i]
+		}
+		b.ReportMetric(ma, "inprocess-ms/step")
+		b.ReportMetric(mb, "subprocess-ms/step")
+		b.ReportMetric(100*(mb-ma)/ma, "overhead-%")
+		b.ReportMetric(100*median(d)/ma, "pair-overhead-%")
+	})
+}
+
+// processCPU is the user+system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// childCPU is the user+system CPU time of the given live processes so far,
+// from /proc/<pid>/stat (utime and stime, in clock ticks of 10 ms: sum it
+// over many steps).
+func childCPU(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name: utime and stime
+		// are the 12th and 13th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+s) * 10 * time.Millisecond
+	}
+	return total
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

@@ -25,14 +25,26 @@ var Schema = plugin.Schema{Attributes: []plugin.Attribute{
 // same value without a process.
 func Plugin() plugin.Plugin {
 	cfg := Config{Options: Default(), Predictor: "mlp"}
-	f := &lossdk.Func{
+	var f *lossdk.Func
+	f = &lossdk.Func{
 		Schema: Schema,
+		// With a predictor and stop-gradient, z only ever reaches the loss
+		// through sg() (as the target, or through G_e = Z_b - P_b), so its
+		// gradient is zero: not computing, sending and backpropagating a
+		// zero [N, d] tensor per view saves a copy each way.
+		NoGrad: []string{"z1", "z2"},
 		Config: func(v cty.Value) error {
 			c, err := ParseConfig(v)
 			if err != nil {
 				return err
 			}
 			cfg = c
+			// Configure comes before any Compute (the host configures a
+			// plugin once, before its first step).
+			f.NoGrad = nil
+			if c.StopGradient && c.Predictor != "none" {
+				f.NoGrad = []string{"z1", "z2"}
+			}
 			return nil
 		},
 		SpecFunc: func() (plugin.LossSpec, error) {

@@ -61,6 +61,18 @@ def shapes():
               (f"w3dgrad_{inp}x{out}", False, False, b3, inp, out)]
     for i, (c, hw) in enumerate(((64, 32), (128, 16), (256, 8), (512, 4))):
         s.append((f"w3fwd_stage{i+1}", False, False, c, b3 * hw * hw, c * 9))
+    # The conv GEMMs as core/kernel actually runs them: im2col over a group
+    # of images at a time (Workspace.group: 1M-float budget, >= 1024
+    # columns), so N is group*Ho*Wo rather than the whole batch.
+    for name, cin, cout, howo, group in (("w2g_conv1", 3, 64, 1024, 37), ("w2g_conv2", 64, 128, 256, 7),
+                                         ("w2g_conv3", 128, 256, 64, 16), ("w2g_conv4", 256, 512, 16, 64),
+                                         ("w3g_stage1", 64, 64, 1024, 1), ("w3g_stage2", 128, 128, 256, 4),
+                                         ("w3g_stage3", 256, 256, 64, 16), ("w3g_stage4", 512, 512, 16, 64)):
+        cols = group * howo
+        s += [(f"{name}_fwd", False, False, cout, cols, cin * 9),
+              (f"{name}_wgrad", False, True, cout, cin * 9, cols)]
+        if name.startswith("w2g") and cin > 3:
+            s.append((f"{name}_dgrad", True, False, cin * 9, cols, cout))
     return s
 
 

@@ -40,6 +40,24 @@ func NewBNState(c int) *BNState {
 // torch.no_grad). In evaluation mode it normalizes with st's running
 // statistics and records a plain per-channel affine map.
 func (tp *Tape) BatchNorm(x, gamma, beta *Var, st *BNState, train bool) *Var {
+	return tp.batchNorm(x, gamma, beta, st, train, false)
+}
+
+// BatchNormReLU is ReLU(BatchNorm(x, gamma, beta, st, train)) with the same
+// values and gradients. In training mode it runs as one fused op: the ReLU
+// is applied in the normalization's pass over the output, its backward
+// pass is folded into the batch norm's, and the pre-activation is never
+// stored.
+func (tp *Tape) BatchNormReLU(x, gamma, beta *Var, st *BNState, train bool) *Var {
+	if !train {
+		return tp.ReLU(tp.batchNorm(x, gamma, beta, st, false, false))
+	}
+	return tp.batchNorm(x, gamma, beta, st, true, true)
+}
+
+// batchNorm is BatchNorm, followed by a fused ReLU when relu is set (only
+// in training mode).
+func (tp *Tape) batchNorm(x, gamma, beta *Var, st *BNState, train, relu bool) *Var {
 	xs := x.Value.Shape
 	if len(xs) < 2 {
 		panic(fmt.Sprintf("autodiff: BatchNorm needs [N, C, ...], have %v", xs))
@@ -69,7 +87,7 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, st *BNState, train bool) *Var {
 	}
 	y := tp.out(xs, x, gamma, beta)
 	mean, invstd := tp.scratch(c), tp.scratch(c)
-	var gv, bv []float32
+	var gv, bv, coef []float32
 	if gamma != nil {
 		gv, bv = gamma.Value.Data, beta.Value.Data
 	}
@@ -82,12 +100,18 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, st *BNState, train bool) *Var {
 		if st != nil {
 			rm, rv, momentum = st.RunningMean.Data, st.RunningVar.Data, st.Momentum
 		}
-		kernel.BatchNormTrain(n, c, s, x.Value.Data, gv, bv, y.Value.Data, mean, invstd, rm, rv, momentum, eps)
+		if relu {
+			coef = tp.scratch(4 * c)
+			kernel.BatchNormReLUTrain(n, c, s, x.Value.Data, gv, bv, y.Value.Data, mean, invstd, coef, rm, rv, momentum, eps)
+		} else {
+			kernel.BatchNormTrain(n, c, s, x.Value.Data, gv, bv, y.Value.Data, mean, invstd, rm, rv, momentum, eps)
+		}
 	} else {
 		kernel.BatchNormEval(n, c, s, x.Value.Data, gv, bv, st.RunningMean.Data, st.RunningVar.Data, y.Value.Data, eps)
 	}
 	if nd := tp.record(opBatchNorm, y, x, gamma, beta); nd != nil {
 		nd.s0, nd.s1, nd.t0 = mean, invstd, train
+		nd.s2, nd.t1 = coef, relu
 		nd.i0, nd.i1, nd.i2 = n, c, s
 		nd.f0, nd.bn = eps, st
 	}
@@ -127,9 +151,12 @@ func (tp *Tape) backwardBatchNorm(nd *node) {
 			clear(db)
 		}
 	}
-	if train {
+	switch {
+	case train && nd.t1:
+		kernel.BatchNormReLUBackward(n, c, s, x.Value.Data, g, gv, nd.s0, nd.s1, nd.s2, dx, dg, db, acc)
+	case train:
 		kernel.BatchNormBackward(n, c, s, x.Value.Data, g, gv, nd.s0, nd.s1, dx, dg, db, acc)
-	} else {
+	default:
 		st := nd.bn
 		kernel.BatchNormEvalBackward(n, c, s, x.Value.Data, g, gv, st.RunningMean.Data, st.RunningVar.Data, nd.f0, dx, dg, db, acc)
 	}

@@ -26,15 +26,15 @@
 //	linear algebra  MatMul(a, b, transA, transB), Linear(x [N,in], w [out,in], b [out]|nil),
 //	                AddBias(x [N,D]|[N,C,...], b [D]|[C])
 //	elementwise     Add, Sub, Mul (equal shapes), Scale(x, s), AddScalar(x, s), Neg, Exp,
-//	                Log, Square, Sqrt, ReLU
+//	                Log, Square, Sqrt, ReLU, AddReLU (fused ReLU(Add(a, b)))
 //	reductions      Sum, Mean (-> [1]), SumRows, MeanRows ([N,...] -> [...]),
 //	                RowDot (a, b [N,D] -> [N]), BroadcastRows (v [...], n -> [n,...])
 //	losses          L2Normalize (F.normalize, dim=1), CosineSimilarity (F.cosine_similarity,
 //	                dim=-1, PyTorch 1.13), LogSoftmax (rows), CrossEntropy (mean),
 //	                FillDiagonal (x [N,M], v; v may be NegInf)
 //	shape           ConcatRows, SliceRows and Reshape (views: no copy, shared gradient)
-//	vision          Conv2d, BatchNorm (+ BNState), MaxPool2d, AvgPool2d, GlobalAvgPool2d,
-//	                running on core/kernel
+//	vision          Conv2d, BatchNorm (+ BNState), BatchNormReLU (fused), MaxPool2d,
+//	                AvgPool2d, GlobalAvgPool2d, running on core/kernel
 //	graph control   Input, Leaf, Detach, NoGrad / SetGrad, Backward, Reset
 //
 // GradCheck compares any composition of ops with central finite differences.

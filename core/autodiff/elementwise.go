@@ -27,6 +27,7 @@ const (
 	ewSquare
 	ewSqrt
 	ewReLU
+	ewAddReLU // max(a+b, 0)
 	// backward: dst (=|+=) contribution, acc selects +=
 	ewGScale // s*a
 	ewGMul   // s*a*b
@@ -56,6 +57,25 @@ func (t *ewTask) Do(lo, hi int) {
 	}
 	_ = a[len(dst)-1]
 	s := t.s
+	if n := len(dst) &^ 7; ewAsm && n > 0 {
+		// The ReLU loops have AVX2 versions; the remainder runs below.
+		switch t.kind {
+		case ewReLU:
+			reluAVX(&dst[0], &a[0], nil, n)
+		case ewAddReLU:
+			reluAVX(&dst[0], &a[0], &b[0], n)
+		case ewGReLU:
+			reluGradAVX(&dst[0], &a[0], &b[0], n, t.acc)
+		default:
+			n = 0
+		}
+		if n > 0 {
+			dst, a = dst[n:], a[n:]
+			if b != nil {
+				b = b[n:]
+			}
+		}
+	}
 	switch t.kind {
 	case ewAdd:
 		for i := range dst {
@@ -100,6 +120,10 @@ func (t *ewTask) Do(lo, hi int) {
 		// NaN must reach the loss, not be laundered into zeros.
 		for i, x := range a {
 			dst[i] = max(x, 0)
+		}
+	case ewAddReLU:
+		for i := range dst {
+			dst[i] = max(a[i]+b[i], 0)
 		}
 	case ewGScale:
 		if t.acc {
@@ -157,7 +181,7 @@ func (tp *Tape) ew(k ewKind, dst, a, b []float32, s float32, acc bool) {
 	if len(dst) < 2*ewGrain {
 		t.Do(0, len(dst))
 	} else {
-		parallel.Run(len(dst), ewGrain, t)
+		parallel.RunDynamic(len(dst), ewGrain, t)
 	}
 	t.dst, t.a, t.b = nil, nil, nil
 }
@@ -230,6 +254,14 @@ func (tp *Tape) Sqrt(x *Var) *Var { return tp.unary(opSqrt, ewSqrt, x, 0) }
 // ReLU returns max(x, 0) elementwise; the gradient at 0 is 0, as in PyTorch.
 func (tp *Tape) ReLU(x *Var) *Var { return tp.unary(opReLU, ewReLU, x, 0) }
 
+// AddReLU returns ReLU(Add(a, b)) with the same values and gradients, in
+// one pass and without storing the sum (the residual connection of a
+// ResNet block); the shapes must be equal.
+func (tp *Tape) AddReLU(a, b *Var) *Var {
+	sameShape("AddReLU", a, b)
+	return tp.binary(opAddReLU, ewAddReLU, a, b)
+}
+
 // backwardElementwise handles the ops above.
 func (tp *Tape) backwardElementwise(n *node) {
 	g := n.out.Grad.Data
@@ -258,5 +290,10 @@ func (tp *Tape) backwardElementwise(n *node) {
 		tp.gradEW(a, ewGDiv, g, n.out.Value.Data, 0.5)
 	case opReLU:
 		tp.gradEW(a, ewGReLU, g, n.out.Value.Data, 1)
+	case opAddReLU:
+		// The ReLU's mask goes straight into both operands' gradients
+		// (twice into one operand added to itself).
+		tp.gradEW(a, ewGReLU, g, n.out.Value.Data, 1)
+		tp.gradEW(b, ewGReLU, g, n.out.Value.Data, 1)
 	}
 }

@@ -35,6 +35,7 @@ const (
 	opMaxPool2d
 	opAvgPool2d
 	opGlobalAvgPool2d
+	opAddReLU
 )
 
 // node is one recorded op: its kind, result, operands and whatever small
@@ -51,6 +52,7 @@ type node struct {
 	t0, t1                 bool
 
 	s0, s1 []float32 // saved state from the arena
+	s2     []float32 // more saved state (fused BN+ReLU: the kernel's coef)
 	ints   []int     // saved indices (targets) from the int slab
 	idx    []int32   // saved argmax from the int32 arena
 	bn     *BNState
@@ -60,7 +62,7 @@ type node struct {
 // is set.
 func (tp *Tape) backward(n *node) {
 	switch n.op {
-	case opAdd, opSub, opMul, opScale, opAddScalar, opExp, opLog, opSquare, opSqrt, opReLU:
+	case opAdd, opSub, opMul, opScale, opAddScalar, opExp, opLog, opSquare, opSqrt, opReLU, opAddReLU:
 		tp.backwardElementwise(n)
 	case opSum, opMean, opSumRows, opMeanRows, opBroadcastRows, opRowDot, opAddBias:
 		tp.backwardReduce(n)

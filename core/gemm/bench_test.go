@@ -107,6 +107,23 @@ func benchShapes() []benchShape {
 		c, hw := l[0], l[1]
 		s = append(s, benchShape{fmt.Sprintf("w3fwd_stage%d", i+1), false, false, c, b3 * hw * hw, c * 9})
 	}
+	// The conv GEMMs as core/kernel runs them: im2col over a group of
+	// images at a time (Workspace.group), so n is group*Ho*Wo.
+	for _, l := range []struct {
+		name                   string
+		cin, cout, howo, group int
+	}{
+		{"w2g_conv1", 3, 64, 1024, 37}, {"w2g_conv2", 64, 128, 256, 7}, {"w2g_conv3", 128, 256, 64, 16}, {"w2g_conv4", 256, 512, 16, 64},
+		{"w3g_stage1", 64, 64, 1024, 1}, {"w3g_stage2", 128, 128, 256, 4}, {"w3g_stage3", 256, 256, 64, 16}, {"w3g_stage4", 512, 512, 16, 64},
+	} {
+		cols := l.group * l.howo
+		s = append(s,
+			benchShape{l.name + "_fwd", false, false, l.cout, cols, l.cin * 9},
+			benchShape{l.name + "_wgrad", false, true, l.cout, l.cin * 9, cols})
+		if l.name[:3] == "w2g" && l.cin > 3 {
+			s = append(s, benchShape{l.name + "_dgrad", true, false, l.cin * 9, cols, l.cout})
+		}
+	}
 	return s
 }
 

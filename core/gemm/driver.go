@@ -49,6 +49,13 @@ type driver struct {
 	lda, ldb, ldc  int
 	asm            bool
 
+	// cBlk > 0 stores C as column blocks of cBlk columns, block q at
+	// c[q*cBlkStride:] (SgemmBlockedC); 0 is a plain row-major C. cj0 is
+	// the column of C where the product being run starts (a column slice,
+	// see prepackSlices).
+	cBlk, cBlkStride int
+	cj0              int
+
 	// The block being worked on: rows [i0, i0+mb), columns [j0, j0+nb),
 	// depth [p0, p0+kb) of the product, and the beta that applies to it (the
 	// caller's for the first depth block, 1 for the ones that accumulate).
@@ -119,7 +126,13 @@ var drivers = parallel.NewFreeList(16, func() *driver {
 
 // sgemm is Sgemm for m, n, k > 0 and alpha != 0 with checked arguments.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmBlocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0)
+}
+
+// sgemmBlocked is sgemm with C in column blocks of blk (0: plain C).
+func sgemmBlocked(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc, blk, blkStride int) {
 	d := drivers.Get()
+	d.cBlk, d.cBlkStride, d.cj0 = blk, blkStride, 0
 	d.transA, d.transB = transA, transB
 	d.m, d.n, d.k = m, n, k
 	d.alpha = alpha
@@ -135,6 +148,12 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	d.threads, d.betaCall = threads, beta
 	if d.usePrepack(threads) {
 		parallel.Run(threads, 1, &d.ppTask)
+		d.a, d.b, d.c = nil, nil, nil
+		drivers.Put(d)
+		return
+	}
+	if ns, kc := d.prepackSlices(threads); ns > 0 {
+		d.prepackSliced(ns, kc)
 		d.a, d.b, d.c = nil, nil, nil
 		drivers.Put(d)
 		return
@@ -314,11 +333,22 @@ func (d *driver) tile(ap, bp []float32, i, j, rows, cols int) {
 	d.tileKB(ap, bp, i, j, rows, cols, d.kb, d.beta)
 }
 
+// cOff returns the offset in d.c of element (i, j) of the product being
+// run.
+func (d *driver) cOff(i, j int) int {
+	j += d.cj0
+	if d.cBlk == 0 {
+		return i*d.ldc + j
+	}
+	return (j/d.cBlk)*d.cBlkStride + i*d.ldc + j%d.cBlk
+}
+
 // tileKB is tile for depth kb and the given beta.
 func (d *driver) tileKB(ap, bp []float32, i, j, rows, cols, kb int, beta float32) {
 	ldc := d.ldc
-	if rows == mr && cols == nr {
-		cc := d.c[i*ldc+j : (i+mr-1)*ldc+j+nr]
+	if rows == mr && cols == nr && (d.cBlk == 0 || (d.cj0+j)%d.cBlk+nr <= d.cBlk) {
+		o := d.cOff(i, j)
+		cc := d.c[o : o+(mr-1)*ldc+nr]
 		if d.asm {
 			kernAsm(kb, &ap[0], &bp[0], &cc[0], ldc, beta)
 		} else {
@@ -326,6 +356,7 @@ func (d *driver) tileKB(ap, bp []float32, i, j, rows, cols, kb int, beta float32
 		}
 		return
 	}
+	// Edge tiles, and tiles that straddle two column blocks of C.
 	var tmp [mr * nr]float32
 	if d.asm {
 		kernAsm(kb, &ap[0], &bp[0], &tmp[0], nr, 0)
@@ -333,14 +364,22 @@ func (d *driver) tileKB(ap, bp []float32, i, j, rows, cols, kb int, beta float32
 		kernGo(kb, ap, bp, tmp[:], nr, 0)
 	}
 	for r := 0; r < rows; r++ {
-		row := d.c[(i+r)*ldc+j : (i+r)*ldc+j+cols]
-		src := tmp[r*nr : r*nr+cols]
-		if beta == 0 {
-			copy(row, src)
-			continue
-		}
-		for q := range row {
-			row[q] = src[q] + beta*row[q]
+		for q := 0; q < cols; {
+			seg := cols - q
+			if d.cBlk > 0 {
+				seg = min(seg, d.cBlk-(d.cj0+j+q)%d.cBlk)
+			}
+			o := d.cOff(i+r, j+q)
+			row := d.c[o : o+seg]
+			src := tmp[r*nr+q : r*nr+q+seg]
+			q += seg
+			if beta == 0 {
+				copy(row, src)
+				continue
+			}
+			for x := range row {
+				row[x] = src[x] + beta*row[x]
+			}
 		}
 	}
 }

@@ -55,6 +55,50 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// SgemmBlockedC is Sgemm with C stored as column blocks: columns
+// [q*blk, (q+1)*blk) of the m×n result are the m×blk matrix at
+// c[q*blkStride:] with row stride ldc (the last block holds what remains of
+// the n columns). With blk >= n it is Sgemm. A convolution over a group of
+// images computes [K, images×pixels] in one product, while its NCHW output
+// holds each image's [K, pixels] block apart from the next: as blocks of
+// blk = pixels, blkStride = K×pixels, ldc = pixels, the product writes the
+// output in place instead of through a staging copy. Blocks must not
+// overlap (blkStride >= (m-1)*ldc + blk). It panics on invalid arguments,
+// as Sgemm does.
+func SgemmBlockedC(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc, blk, blkStride int) {
+	if blk < 1 || blk >= n {
+		if blk < 1 {
+			panic(fmt.Sprintf("gemm: column block %d < 1", blk))
+		}
+		Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	// A, and C's first block; then all of B.
+	CheckArgs(transA, transB, m, blk, k, a, lda, b, ldb, c, ldc)
+	if transB {
+		checkMat("B", n, k, b, ldb)
+	} else {
+		checkMat("B", k, n, b, ldb)
+	}
+	if m > 0 && blkStride < (m-1)*ldc+blk {
+		panic(fmt.Sprintf("gemm: column blocks of %d×%d with stride %d overlap (block stride %d)", m, blk, ldc, blkStride))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	nb := (n + blk - 1) / blk
+	if need := (nb-1)*blkStride + (m-1)*ldc + (n - (nb-1)*blk); len(c) < need {
+		panic(fmt.Sprintf("gemm: len(C)=%d, need %d for %d×%d in blocks of %d (stride %d, row stride %d)", len(c), need, m, n, blk, blkStride, ldc))
+	}
+	if k == 0 || alpha == 0 {
+		for q := 0; q < nb; q++ {
+			scaleC(m, min(blk, n-q*blk), beta, c[q*blkStride:], ldc)
+		}
+		return
+	}
+	sgemmBlocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, blk, blkStride)
+}
+
 // CheckArgs panics when Sgemm's arguments cannot describe valid matrices:
 // a negative dimension, a stride below a row's width, or a slice too short
 // for its matrix. Other implementations of the same signature (the

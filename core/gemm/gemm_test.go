@@ -133,7 +133,8 @@ func configs() []config {
 		// cover the phase driver (for the large ones) and shared packing.
 		cs = append(cs,
 			config{"asm/threads=2/phases", false, 2, "phases"},
-			config{"asm/threads=2/sharedB", false, 2, "sharedB"})
+			config{"asm/threads=2/sharedB", false, 2, "sharedB"},
+			config{"asm/threads=2/sliced", false, 2, "sliced"})
 	}
 	return cs
 }
@@ -153,12 +154,18 @@ func with(c config, f func()) {
 		prepackMaxFloats = 0
 	case "sharedB":
 		prepackPrivateB = false
+	case "sliced":
+		// Small enough that products with a few depth blocks or a few
+		// hundred columns run as slices (prepackSlices).
+		prepackMaxFloats, prepackMinSliceCols = 4096, 32
 	}
+	prevC := prepackMinSliceCols
 	defer func() {
 		ForceGeneric(prevG)
 		parallel.SetThreads(prevT)
 		parallelFlops = prevF
 		prepackMaxFloats, prepackPrivateB = prevP, prevS
+		prepackMinSliceCols = prevC
 	}()
 	f()
 }
@@ -392,5 +399,71 @@ func TestSgemmPrepackOneThread(t *testing.T) {
 				newProblem(rng, true, transB, sh[0], sh[1], sh[2], 3, s.alpha, s.beta).check(t, "asm/threads=1")
 			}
 		}
+	})
+}
+
+// TestSgemmPrepackSliced runs products that take the sliced prepacked
+// path (depth slices, column slices, both: checked) against the
+// reference, with every transpose and both beta = 0 and beta != 0, into a
+// plain C and into column blocks that the slices cut across.
+func TestSgemmPrepackSliced(t *testing.T) {
+	if !HasAsmKernel() {
+		t.Skip("the prepacked driver needs the assembly kernel")
+	}
+	with(config{"sliced", false, 2, "sliced"}, func() {
+		withBlocks(12, 8, 32, 18, func() {
+			rng := rand.New(rand.NewPCG(6, 0))
+			var kinds [4]int // column slices, depth slices, both
+			for i, sh := range []struct{ m, n, k int }{
+				{37, 53, 29}, {20, 30, 64}, {12, 16, 141}, {20, 300, 20}, {20, 300, 100}, {9, 400, 9}, {40, 16, 200},
+			} {
+				d := &driver{m: sh.m, n: sh.n, k: sh.k, asm: true, kcMax: blockKC}
+				ns, kc := d.prepackSlices(2)
+				if ns == 0 {
+					t.Fatalf("%v does not take the sliced path", sh)
+				}
+				kind := 0
+				if ns < sh.n {
+					kind |= 1
+				}
+				if kc < sh.k {
+					kind |= 2
+				}
+				kinds[kind]++
+				for tr := 0; tr < 4; tr++ {
+					s := scalars[(i+tr)%len(scalars)]
+					p := newProblem(rng, tr&1 != 0, tr&2 != 0, sh.m, sh.n, sh.k, 3, s.alpha, s.beta)
+					p.check(t, "sliced")
+					// The same product into column blocks of 7.
+					const blk = 7
+					nb := (sh.n + blk - 1) / blk
+					stride := (sh.m-1)*blk + blk + 2
+					cb := make([]float32, (nb-1)*stride+sh.m*blk)
+					for q := 0; q < nb; q++ {
+						for r := 0; r < sh.m; r++ {
+							for j := q * blk; j < min(sh.n, (q+1)*blk); j++ {
+								cb[q*stride+r*blk+j-q*blk] = p.c[r*p.ldc+j]
+							}
+						}
+					}
+					want := append([]float32(nil), p.c...)
+					ref(p.transA, p.transB, sh.m, sh.n, sh.k, p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, want, p.ldc)
+					SgemmBlockedC(p.transA, p.transB, sh.m, sh.n, sh.k, p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, cb, blk, blk, stride)
+					for q := 0; q < nb; q++ {
+						for r := 0; r < sh.m; r++ {
+							for j := q * blk; j < min(sh.n, (q+1)*blk); j++ {
+								g, w := cb[q*stride+r*blk+j-q*blk], want[r*p.ldc+j]
+								if !(math.Abs(float64(g-w)) <= 1e-4*(1+math.Abs(float64(w)))) {
+									t.Fatalf("%s blocked: C[%d][%d] = %v, want %v", p.shape(), r, j, g, w)
+								}
+							}
+						}
+					}
+				}
+			}
+			if kinds[1] == 0 || kinds[2] == 0 || kinds[3] == 0 {
+				t.Fatalf("column-only, depth-only and combined slicing ran %d, %d and %d times: each must be tested", kinds[1], kinds[2], kinds[3])
+			}
+		})
 	})
 }

@@ -3,6 +3,8 @@ package gemm
 import (
 	"runtime"
 	"sync/atomic"
+
+	"github.com/sslrun/sslrun/core/parallel"
 )
 
 // The multi-threaded driver for products whose packed operands fit in a
@@ -165,6 +167,85 @@ func (d *driver) usePrepack(threads int) bool {
 		d.bufB = make([]float32, need)
 	}
 	return true
+}
+
+// prepackMinSliceCols is the narrowest column slice prepackSlices makes
+// before it slices the depth too: narrower slices would leave the two
+// workers too few items. A variable only so that tests can slice small
+// products.
+var prepackMinSliceCols = 256
+
+// prepackSlices returns, for a multi-threaded product too large for the
+// prepacked driver as a whole, the width ns and depth kc (a multiple of
+// the depth block, or all of k) of the slices it can take one at a time,
+// or 0, 0 when even one depth block of a minimal slice does not fit (or
+// one thread runs the call). The slices then run one after another, each
+// barrier-free inside, later depth slices adding to C and every column
+// slice packing A anew (m·k copies against 2·m·ns·k flops): one join per
+// slice instead of the phase driver's two barriers per block, at which a
+// worker the shared machine deschedules holds up the other. On the W2
+// conv4 forward (512x1024x2304, two slices) this took two threads from
+// 53-55 to 67-75 GFLOP per CPU-second.
+func (d *driver) prepackSlices(threads int) (ns, kc int) {
+	if !d.asm || threads < 2 {
+		return 0, 0
+	}
+	copiesB := 1
+	if prepackPrivateB && threads <= prepackMaxWorkers {
+		copiesB = threads
+	}
+	mpad := roundUp(d.m, mr)
+	minCols := min(roundUp(d.n, nr), prepackMinSliceCols)
+	kc = d.k
+	if (mpad+copiesB*minCols)*kc > prepackMaxFloats {
+		kc = prepackMaxFloats / (mpad + copiesB*minCols) / d.kcMax * d.kcMax
+		if kc < d.kcMax {
+			return 0, 0
+		}
+		kc = roundUp(ceilDiv(d.k, ceilDiv(d.k, kc)), d.kcMax) // equal slices
+	}
+	ns = (prepackMaxFloats/kc - mpad) / copiesB / nr * nr
+	if ns >= d.n {
+		ns = d.n
+	} else {
+		ns = roundUp(ceilDiv(d.n, ceilDiv(d.n, ns)), nr)
+	}
+	if ns >= d.n && kc >= d.k {
+		return 0, 0 // the whole product fits: usePrepack takes it
+	}
+	return ns, kc
+}
+
+// prepackSliced runs the call as column slices of ns and depth slices of
+// kc through the prepacked driver (see prepackSlices).
+func (d *driver) prepackSliced(ns, kc int) {
+	a, b, n, k, beta := d.a, d.b, d.n, d.k, d.betaCall
+	for j0 := 0; j0 < n; j0 += ns {
+		for p0 := 0; p0 < k; p0 += kc {
+			// op(A)[:, p0:], op(B)[p0:, j0:] and C[:, j0:] as matrices of
+			// their own.
+			if d.transA {
+				d.a = a[p0*d.lda:]
+			} else {
+				d.a = a[p0:]
+			}
+			if d.transB {
+				d.b = b[j0*d.ldb+p0:]
+			} else {
+				d.b = b[p0*d.ldb+j0:]
+			}
+			d.n, d.k, d.cj0 = min(ns, n-j0), min(kc, k-p0), j0
+			d.betaCall = beta
+			if p0 > 0 {
+				d.betaCall = 1
+			}
+			if !d.usePrepack(d.threads) {
+				panic("gemm: a slice does not fit the prepacked driver")
+			}
+			parallel.Run(d.threads, 1, &d.ppTask)
+		}
+	}
+	d.n, d.k, d.cj0, d.betaCall = n, k, 0, beta
 }
 
 func resetUnits(u []atomic.Uint32, n int) []atomic.Uint32 {

@@ -60,14 +60,44 @@ type bnTask struct {
 	momentum   float64
 	eps        float64
 	accumulate bool
+
+	// relu fuses a ReLU after the normalization (training mode only);
+	// coef holds each channel's bnMap, written by the forward pass and
+	// read by the backward pass to recompute the ReLU's mask.
+	relu bool
+	coef []float32
 }
+
+// bnMap is one channel's normalization z = ((x-hi)-lo)*a + b in float32,
+// laid out as bn_amd64.s reads it.
+type bnMap struct{ a, b, hi, lo float32 }
+
+// z maps x. The conversion keeps the compiler from fusing the multiply
+// and the add, so z matches the assembly loops bit for bit and a backward
+// pass recomputes exactly the forward's ReLU mask.
+func (m *bnMap) z(x float32) float32 { return float32(((x-m.hi)-m.lo)*m.a) + m.b }
+
+// mapOf returns channel ch's bnMap from a coef buffer.
+func mapOf(coef []float32, ch int) bnMap {
+	c := coef[4*ch : 4*ch+4 : 4*ch+4]
+	return bnMap{c[0], c[1], c[2], c[3]}
+}
+
+// setMap stores m as channel ch's bnMap in a coef buffer.
+func setMap(coef []float32, ch int, m bnMap) {
+	c := coef[4*ch : 4*ch+4 : 4*ch+4]
+	c[0], c[1], c[2], c[3] = m.a, m.b, m.hi, m.lo
+}
+
+// bnDx holds one channel's backward map dx = a*g + b*((x-hi)-lo) + c.
+type bnDx struct{ a, b, c, hi, lo float32 }
 
 var bnPool = parallel.NewFreeList(16, func() *bnTask { return new(bnTask) })
 
 func (t *bnTask) run() {
 	m := t.n * t.hw
 	grain := max(1, (1<<14)/max(1, m))
-	parallel.Run(t.c, grain, t)
+	parallel.RunDynamic(t.c, grain, t)
 	*t = bnTask{}
 	bnPool.Put(t)
 }
@@ -111,6 +141,57 @@ func BatchNormTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMe
 	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
 		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,
 		momentum: float64(momentum), eps: float64(eps)}
+	t.run()
+}
+
+// BatchNormReLUTrain is BatchNormTrain followed by a ReLU, y =
+// max(BN(x), 0), computed in the same pass over y. coef (length 4*c)
+// receives per-channel constants of the normalization that
+// BatchNormReLUBackward needs to recompute exactly which outputs the ReLU
+// zeroed, so that neither the pre-activation nor a mask has to be stored.
+// The other arguments are BatchNormTrain's, but y must not alias x: the
+// backward pass reads x.
+func BatchNormReLUTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, coef, runMean, runVar []float32, momentum, eps float32) {
+	bnCheck(n, c, hw)
+	if n*hw < 2 {
+		panic(fmt.Sprintf("kernel: batch norm training needs more than 1 value per channel, got n=%d hw=%d", n, hw))
+	}
+	needLen("x", x, n*c*hw, false)
+	needLen("y", y, n*c*hw, false)
+	needLen("gamma", gamma, c, true)
+	needLen("beta", beta, c, true)
+	needLen("saveMean", saveMean, c, false)
+	needLen("saveInvStd", saveInvStd, c, false)
+	needLen("coef", coef, 4*c, false)
+	needLen("runMean", runMean, c, true)
+	needLen("runVar", runVar, c, true)
+	t := bnPool.Get()
+	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
+		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,
+		momentum: float64(momentum), eps: float64(eps), relu: true, coef: coef}
+	t.run()
+}
+
+// BatchNormReLUBackward is the backward pass of BatchNormReLUTrain: dy is
+// the gradient of the ReLU's output, masked here where the ReLU passed
+// its input (BN(x) > 0, or NaN, as ReLUBackward does), and then taken
+// through the batch norm as BatchNormBackward does. x, gamma, saveMean,
+// saveInvStd and coef are the forward's; dx must not alias dy.
+func BatchNormReLUBackward(n, c, hw int, x, dy, gamma, saveMean, saveInvStd, coef, dx, dgamma, dbeta []float32, accumulate bool) {
+	bnCheck(n, c, hw)
+	needLen("x", x, n*c*hw, false)
+	needLen("dy", dy, n*c*hw, false)
+	needLen("dx", dx, n*c*hw, false)
+	needLen("gamma", gamma, c, true)
+	needLen("saveMean", saveMean, c, false)
+	needLen("saveInvStd", saveInvStd, c, false)
+	needLen("coef", coef, 4*c, false)
+	needLen("dgamma", dgamma, c, true)
+	needLen("dbeta", dbeta, c, true)
+	t := bnPool.Get()
+	*t = bnTask{mode: bnBackward, n: n, c: c, hw: hw, x: x, dy: dy, dx: dx, gamma: gamma,
+		mean: saveMean, inv: saveInvStd, dgamma: dgamma, dbeta: dbeta, accumulate: accumulate,
+		relu: true, coef: coef}
 	t.run()
 }
 
@@ -259,14 +340,33 @@ func (t *bnTask) trainChannel(ch int) {
 		s2 += b
 	}
 	mean, inv := t.stats(ch, shift, s1, s2)
-	a := float32(inv * float64(opt(t.gamma, ch, 1)))
-	hi, lo := split(mean)
-	b := opt(t.beta, ch, 0)
+	var m bnMap
+	m.a = float32(inv * float64(opt(t.gamma, ch, 1)))
+	m.hi, m.lo = split(mean)
+	m.b = opt(t.beta, ch, 0)
+	if t.relu {
+		setMap(t.coef, ch, m)
+	}
 	for i := 0; i < t.n; i++ {
-		y := t.seg(t.y, i, ch)
-		for k, v := range t.seg(t.x, i, ch)[:len(y)] {
-			y[k] = ((v-hi)-lo)*a + b
+		normalize(t.seg(t.x, i, ch), t.seg(t.y, i, ch), &m, t.relu)
+	}
+}
+
+// normalize sets y = m.z(x), or max(m.z(x), 0) with relu.
+func normalize(x, y []float32, m *bnMap, relu bool) {
+	y = y[:len(x)]
+	if n := len(x) &^ 7; bnAsm && n > 0 {
+		bnNormAVX(&x[0], &y[0], n, m, relu)
+		x, y = x[n:], y[n:]
+	}
+	if relu {
+		for k, v := range x {
+			y[k] = max(m.z(v), 0)
 		}
+		return
+	}
+	for k, v := range x {
+		y[k] = m.z(v)
 	}
 }
 
@@ -283,6 +383,10 @@ func split(m float64) (hi, lo float32) {
 // lets the compiler drop the bounds checks.
 func shiftedSums(x []float32, shift float64) (s1, s2 float64) {
 	var a0, a1, a2, a3, b0, b1, b2, b3 float64
+	if n := len(x) &^ 7; bnAsm && n > 0 {
+		a0, b0 = bnSumsAVX(&x[0], n, shift)
+		x = x[n:]
+	}
 	for len(x) >= 4 {
 		d0 := float64(x[0]) - shift
 		d1 := float64(x[1]) - shift
@@ -317,6 +421,10 @@ func gradSums(dy, x []float32, mean float64) (s1, s2 float64) {
 func gradSums3(dy, x []float32, mean float64) (s1, s2, s3 float64) {
 	x = x[:len(dy)]
 	var a0, a1, b0, b1, c0, c1 float64
+	if n := len(dy) &^ 7; bnAsm && n > 0 {
+		a0, b0, c0 = bnGradSumsAVX(&dy[0], &x[0], n, mean, nil)
+		dy, x = dy[n:], x[n:]
+	}
 	for len(dy) >= 2 && len(x) >= 2 {
 		g0, g1 := float64(dy[0]), float64(dy[1])
 		d0, d1 := float64(x[0])-mean, float64(x[1])-mean
@@ -335,6 +443,49 @@ func gradSums3(dy, x []float32, mean float64) (s1, s2, s3 float64) {
 		c0 += d
 	}
 	return a0 + a1, b0 + b1, c0 + c1
+}
+
+// gradSumsReLU is gradSums3 with dy masked by the ReLU of m.z(x): the
+// gradient only passes where !(z <= 0).
+func gradSumsReLU(dy, x []float32, mean float64, m *bnMap) (s1, s2, s3 float64) {
+	x = x[:len(dy)]
+	if n := len(dy) &^ 7; bnAsm && n > 0 {
+		s1, s2, s3 = bnGradSumsAVX(&dy[0], &x[0], n, mean, m)
+		dy, x = dy[n:], x[n:]
+	}
+	for i, g := range dy {
+		if m.z(x[i]) <= 0 {
+			g = 0
+		}
+		d := float64(x[i]) - mean
+		s1 += float64(g)
+		s2 += float64(g) * d
+		s3 += d
+	}
+	return s1, s2, s3
+}
+
+// backDx sets (or, with acc, adds to) dx = k.a*g + k.b*((x-k.hi)-k.lo) +
+// k.c, where g is dy, or with m != nil dy masked as in gradSumsReLU.
+func backDx(dx, dy, x []float32, k *bnDx, m *bnMap, acc bool) {
+	dy, x = dy[:len(dx)], x[:len(dx)]
+	if n := len(dx) &^ 7; bnAsm && n > 0 {
+		bnDxAVX(&dx[0], &dy[0], &x[0], n, k, m, acc)
+		dx, dy, x = dx[n:], dy[n:], x[n:]
+	}
+	a, b, c, hi, lo := k.a, k.b, k.c, k.hi, k.lo
+	for i := range dx {
+		g := dy[i]
+		if m != nil && m.z(x[i]) <= 0 {
+			g = 0
+		}
+		v := a*g + b*((x[i]-hi)-lo) + c
+		if acc {
+			dx[i] += v
+		} else {
+			dx[i] = v
+		}
+	}
 }
 
 func sum64(x []float32) float64 {
@@ -377,9 +528,19 @@ func (t *bnTask) setOrAdd(s []float32, i int, v float64) {
 
 func (t *bnTask) backwardChannel(ch int) {
 	mean, inv := float64(t.mean[ch]), float64(t.inv[ch])
+	var fm *bnMap
+	if t.relu {
+		m := mapOf(t.coef, ch)
+		fm = &m
+	}
 	var sdy, sdyx, sx float64
 	for i := 0; i < t.n; i++ {
-		a, b, c := gradSums3(t.seg(t.dy, i, ch), t.seg(t.x, i, ch), mean)
+		var a, b, c float64
+		if fm != nil {
+			a, b, c = gradSumsReLU(t.seg(t.dy, i, ch), t.seg(t.x, i, ch), mean, fm)
+		} else {
+			a, b, c = gradSums3(t.seg(t.dy, i, ch), t.seg(t.x, i, ch), mean)
+		}
 		sdy += a
 		sdyx += b
 		sx += c
@@ -390,23 +551,10 @@ func (t *bnTask) backwardChannel(ch int) {
 	t.setOrAdd(t.dgamma, ch, sdyx*inv)
 	k1 := float64(opt(t.gamma, ch, 1)) * inv
 	// dx = k1*dy - k1*inv^2*sdyx/m * (x - mean) - k1*sdy/m
-	a := float32(k1)
-	b := float32(-k1 * inv * inv * sdyx / m)
-	c := float32(-k1 * sdy / m)
-	hi, lo := split(mean)
+	k := bnDx{a: float32(k1), b: float32(-k1 * inv * inv * sdyx / m), c: float32(-k1 * sdy / m)}
+	k.hi, k.lo = split(mean)
 	for i := 0; i < t.n; i++ {
-		dx := t.seg(t.dx, i, ch)
-		dy := t.seg(t.dy, i, ch)[:len(dx)]
-		x := t.seg(t.x, i, ch)[:len(dx)]
-		if t.accumulate {
-			for k := range dx {
-				dx[k] += a*dy[k] + b*((x[k]-hi)-lo) + c
-			}
-		} else {
-			for k := range dx {
-				dx[k] = a*dy[k] + b*((x[k]-hi)-lo) + c
-			}
-		}
+		backDx(t.seg(t.dx, i, ch), t.seg(t.dy, i, ch), t.seg(t.x, i, ch), &k, fm, t.accumulate)
 	}
 }
 
@@ -480,12 +628,21 @@ func (t *bnTask) trainRows(cb, ce int) {
 		a[k] = float32(inv * float64(opt(t.gamma, ch, 1)))
 		b[k] = opt(t.beta, ch, 0)
 		mhi[k], mlo[k] = split(mean)
+		if t.relu {
+			setMap(t.coef, ch, bnMap{a[k], b[k], mhi[k], mlo[k]})
+		}
 	}
 	for i := 0; i < t.n; i++ {
 		x := t.x[i*t.c+cb : i*t.c+ce]
 		y := t.y[i*t.c+cb : i*t.c+ce]
+		if t.relu {
+			for k, v := range x {
+				y[k] = max(float32(((v-mhi[k])-mlo[k])*a[k])+b[k], 0)
+			}
+			continue
+		}
 		for k, v := range x {
-			y[k] = ((v-mhi[k])-mlo[k])*a[k] + b[k]
+			y[k] = float32(((v-mhi[k])-mlo[k])*a[k]) + b[k]
 		}
 	}
 }
@@ -513,10 +670,19 @@ func (t *bnTask) backwardRows(cb, ce int) {
 	for k := 0; k < w; k++ {
 		mean[k] = float64(t.mean[cb+k])
 	}
+	var fm [bnBlock]bnMap
+	if t.relu {
+		for k := 0; k < w; k++ {
+			fm[k] = mapOf(t.coef, cb+k)
+		}
+	}
 	for i := 0; i < t.n; i++ {
 		x := t.x[i*t.c+cb : i*t.c+ce]
 		dy := t.dy[i*t.c+cb : i*t.c+ce]
 		for k, g := range dy {
+			if t.relu && fm[k].z(x[k]) <= 0 {
+				g = 0
+			}
 			d := float64(x[k]) - mean[k]
 			sdy[k] += float64(g)
 			sdyx[k] += float64(g) * d
@@ -541,6 +707,21 @@ func (t *bnTask) backwardRows(cb, ce int) {
 		x := t.x[i*t.c+cb : i*t.c+ce]
 		dy := t.dy[i*t.c+cb : i*t.c+ce]
 		dx := t.dx[i*t.c+cb : i*t.c+ce]
+		if t.relu {
+			for k := range dx {
+				g := dy[k]
+				if fm[k].z(x[k]) <= 0 {
+					g = 0
+				}
+				v := a[k]*g + b[k]*((x[k]-mhi[k])-mlo[k]) + c[k]
+				if t.accumulate {
+					dx[k] += v
+				} else {
+					dx[k] = v
+				}
+			}
+			continue
+		}
 		if t.accumulate {
 			for k := range dx {
 				dx[k] += a[k]*dy[k] + b[k]*((x[k]-mhi[k])-mlo[k]) + c[k]

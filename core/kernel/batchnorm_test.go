@@ -245,3 +245,136 @@ func TestBatchNormTrainNeedsTwoValues(t *testing.T) {
 	one := make([]float32, 3)
 	BatchNormTrain(1, 3, 1, one, nil, nil, one, one, one, nil, nil, 0.1, 1e-5)
 }
+
+// TestBatchNormReLUMatchesSeparateOps checks the fused BN+ReLU kernels
+// against BatchNormTrain, ReLUForward, ReLUBackward and BatchNormBackward
+// run one after another: the fused ones must give the same values bit for
+// bit (they do the same float32 arithmetic; masked gradients add zeros
+// where the separate ops add zeros), with the AVX2 loops and without.
+func TestBatchNormReLUMatchesSeparateOps(t *testing.T) {
+	prevAsm := bnAsm
+	defer func() { bnAsm = prevAsm }()
+	rng := rand.New(rand.NewPCG(13, 14))
+	const eps, mom = 1e-5, 0.1
+	cases := append(bnCases(), bnCase{4, 3, 37, true, 0}, bnCase{2, 2, 16, false, 0.5})
+	for _, asm := range []bool{false, prevAsm} {
+		bnAsm = asm
+		for _, bc := range cases {
+			for _, acc := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%v/asm%v/acc%v", bc, asm, acc), func(t *testing.T) {
+					x, gamma, beta, rm, rv := bnInputs(rng, bc)
+					if beta != nil {
+						// Shift so that the ReLU zeroes a good share of the outputs.
+						for i := range beta {
+							beta[i] -= 0.3
+						}
+					}
+					rm2, rv2 := append([]float32(nil), rm...), append([]float32(nil), rv...)
+					dy := randVec(rng, len(x))
+					dx0 := randVec(rng, len(x))
+					var dg0, db0 []float32
+					if bc.affine {
+						dg0, db0 = randVec(rng, bc.c), randVec(rng, bc.c)
+					}
+					c := bc.c
+
+					// Separate ops.
+					y, mean, inv := make([]float32, len(x)), make([]float32, c), make([]float32, c)
+					BatchNormTrain(bc.n, c, bc.hw, x, gamma, beta, y, mean, inv, rm, rv, mom, eps)
+					ReLUForward(y, y)
+					g := make([]float32, len(x))
+					ReLUBackward(y, dy, g, false)
+					dx, dg, db := append([]float32(nil), dx0...), clone32(dg0), clone32(db0)
+					BatchNormBackward(bc.n, c, bc.hw, x, g, gamma, mean, inv, dx, dg, db, acc)
+
+					// Fused.
+					yf, meanf, invf, coef := make([]float32, len(x)), make([]float32, c), make([]float32, c), make([]float32, 4*c)
+					BatchNormReLUTrain(bc.n, c, bc.hw, x, gamma, beta, yf, meanf, invf, coef, rm2, rv2, mom, eps)
+					dxf, dgf, dbf := append([]float32(nil), dx0...), clone32(dg0), clone32(db0)
+					BatchNormReLUBackward(bc.n, c, bc.hw, x, dy, gamma, meanf, invf, coef, dxf, dgf, dbf, acc)
+
+					zeros := 0
+					for _, v := range y {
+						if v == 0 {
+							zeros++
+						}
+					}
+					if zeros == 0 || zeros == len(y) {
+						t.Fatalf("%d of %d outputs are zero: the ReLU is not exercised", zeros, len(y))
+					}
+					same(t, "y", yf, y)
+					same(t, "saveMean", meanf, mean)
+					same(t, "saveInvStd", invf, inv)
+					same(t, "runMean", rm2, rm)
+					same(t, "runVar", rv2, rv)
+					same(t, "dx", dxf, dx)
+					same(t, "dgamma", dgf, dg)
+					same(t, "dbeta", dbf, db)
+				})
+			}
+		}
+	}
+}
+
+// TestBatchNormAsmMatchesGo compares the AVX2 loops with the portable ones
+// on lengths with and without a remainder.
+func TestBatchNormAsmMatchesGo(t *testing.T) {
+	if !bnAsm {
+		t.Skip("no AVX2 loops on this machine")
+	}
+	defer func() { bnAsm = true }()
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, n := range []int{8, 13, 16, 64, 1000} {
+		x, dy := randVec(rng, n), randVec(rng, n)
+		for i := range x {
+			x[i] += 3
+		}
+		m := bnMap{a: 1.7, b: -0.2, hi: 3, lo: 1e-7}
+		k := bnDx{a: 0.9, b: -0.4, c: 0.05, hi: 3, lo: -2e-7}
+		type res struct {
+			s1, s2, g1, g2, g3, r1, r2, r3 float64
+			y, yr, dx, dxr                 []float32
+		}
+		run := func(asm bool) res {
+			bnAsm = asm
+			var r res
+			r.s1, r.s2 = shiftedSums(x, 2.5)
+			r.g1, r.g2, r.g3 = gradSums3(dy, x, 3.1)
+			r.r1, r.r2, r.r3 = gradSumsReLU(dy, x, 3.1, &m)
+			r.y, r.yr = make([]float32, n), make([]float32, n)
+			normalize(x, r.y, &m, false)
+			normalize(x, r.yr, &m, true)
+			r.dx, r.dxr = append([]float32(nil), dy...), append([]float32(nil), x...)
+			backDx(r.dx, dy, x, &k, nil, true)
+			backDx(r.dxr, dy, x, &k, &m, false)
+			return r
+		}
+		g, a := run(false), run(true)
+		for _, p := range [][2]float64{{a.s1, g.s1}, {a.s2, g.s2}, {a.g1, g.g1}, {a.g2, g.g2}, {a.g3, g.g3}, {a.r1, g.r1}, {a.r2, g.r2}, {a.r3, g.r3}} {
+			if math.Abs(p[0]-p[1]) > 1e-9*(1+math.Abs(p[1])) {
+				t.Errorf("n=%d: assembly sum %v, Go %v", n, p[0], p[1])
+			}
+		}
+		same(t, "y", a.y, g.y)
+		same(t, "relu y", a.yr, g.yr)
+		same(t, "dx", a.dx, g.dx)
+		same(t, "relu dx", a.dxr, g.dxr)
+	}
+}
+
+func clone32(s []float32) []float32 {
+	if s == nil {
+		return nil
+	}
+	return append([]float32(nil), s...)
+}
+
+// same requires bit-identical slices.
+func same(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s[%d] = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}

@@ -172,3 +172,34 @@ func benchBN(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIm2col times building the im2col matrix of one default-size
+// group of images for every workload layer on one thread; "cpuGB/s" is
+// bytes of the matrix written per second of the thread's CPU time.
+func BenchmarkIm2col(b *testing.B) {
+	prev := parallel.SetThreads(1)
+	defer parallel.SetThreads(prev)
+	for _, sh := range benchConvShapes() {
+		g := sh.g
+		if g.direct() {
+			continue
+		}
+		b.Run(sh.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x := randVec(rand.New(rand.NewPCG(3, 3)), g.XLen())
+			ws := &Workspace{}
+			ws.Grow(g)
+			cnt := ws.group(g)
+			ws.runIm2col(g, x, 0, cnt)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := threadCPU()
+			for b.Loop() {
+				ws.runIm2col(g, x, 0, cnt)
+			}
+			bytes := 4 * float64(g.C*g.R*g.S*cnt*g.OutH()*g.OutW()) * float64(b.N)
+			b.ReportMetric(bytes/(threadCPU()-cpu0).Seconds()/1e9, "cpuGB/s")
+		})
+	}
+}

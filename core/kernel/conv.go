@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/sslrun/sslrun/core/gemm"
 	"github.com/sslrun/sslrun/core/parallel"
@@ -110,6 +111,7 @@ type Workspace struct {
 
 	col, stage []float32
 	wt         []float32 // flipped filter of a stride-1 backward-data pass
+	offs       []int32   // gather offsets of the padded-plane path (see gatherOffsets)
 
 	im2col  im2colTask
 	col2im  col2imTask
@@ -227,15 +229,23 @@ func (ws *Workspace) forward(g ConvGeom, x, w, y []float32, accumulate bool) {
 		cnt := min(gr, g.N-n0)
 		ld := cnt * ohw
 		ws.runIm2col(g, x, n0, cnt)
-		if cnt == 1 {
-			// One image: the GEMM's [K, OutH*OutW] result is already NCHW.
-			gemm.Sgemm(false, false, g.K, ld, crs, 1, w, crs, ws.col, ld, beta, y[n0*g.K*ohw:], ld)
+		if cnt == 1 || ohw%blockedCWidth == 0 {
+			// The GEMM's [K, cnt*OutH*OutW] result is cnt NCHW blocks
+			// [K, OutH*OutW] of y side by side: write them in place.
+			gemm.SgemmBlockedC(false, false, g.K, ld, crs, 1, w, crs, ws.col, ld, beta, y[n0*g.K*ohw:], ohw, ohw, g.K*ohw)
 			continue
 		}
 		gemm.Sgemm(false, false, g.K, ld, crs, 1, w, crs, ws.col, ld, 0, ws.stage, ld)
 		ws.runScatter(g, y, n0, cnt, true, accumulate)
 	}
 }
+
+// blockedCWidth: output planes whose pixel count is a multiple of it are
+// written by the GEMM in place (gemm.SgemmBlockedC) rather than staged and
+// copied, which saved a pass over every conv output. It is the GEMM's
+// micro-tile width: other plane sizes would make tiles straddle images,
+// which the GEMM handles through a slower scratch path.
+const blockedCWidth = 16
 
 // transposed returns, for a stride-1 convolution whose padding is at most
 // the filter size minus one, the convolution that computes its input
@@ -360,13 +370,74 @@ type im2colTask struct {
 	g       ConvGeom
 	x, col  []float32
 	n0, cnt int
+	offs    []int32 // non-nil: the padded-plane gather path
 }
 
 func (ws *Workspace) runIm2col(g ConvGeom, x []float32, n0, cnt int) {
 	t := &ws.im2col
 	t.g, t.x, t.col, t.n0, t.cnt = g, x, ws.col, n0, cnt
-	parallel.Run(cnt*g.C, grainFor(g.R*g.S*g.OutH()*g.OutW()), t)
+	t.offs = ws.gatherOffsets(g)
+	parallel.RunDynamic(cnt*g.C, grainFor(g.R*g.S*g.OutH()*g.OutW()), t)
 	t.x, t.col = nil, nil
+}
+
+// Layers whose planes are small or strided build their im2col rows (and
+// scatter col2im's) through a zero-bordered copy of the input plane kept
+// on the worker's stack: every tap (r, s) then reads output pixel p from
+// padded element r*Wp + s + offs[p], one gather loop per tap with neither
+// bounds cases nor per-row calls. Row-by-row copies cost a call per 4 to
+// 16 pixels there, and strided rows an element-at-a-time loop with edge
+// cases; on one core (BenchmarkIm2col, cpuGB/s, loaded machine) the gather
+// took the stride-2 im2col of W2 from 0.9-3.4 to 3.8-4.0 GB/s and the 4x4
+// planes of W3 from 1.0 to 2.7.
+const gatherMaxPlane = 2048 // floats of the padded plane (8 KiB)
+
+// gatherPath reports whether g's im2col and col2im use the padded-plane
+// gather: planes that fit, unless the shifted copy (wide stride-1 rows)
+// applies.
+func (g *ConvGeom) gatherPath() bool {
+	if g.shiftedPath() {
+		return false
+	}
+	return (g.H+2*g.PadH)*(g.W+2*g.PadW) <= gatherMaxPlane
+}
+
+// shiftedPath reports whether g's im2col uses im2colShifted: stride 1,
+// "same" width, and rows wide enough that a copy per tap beats a gather
+// (on 8x8 planes it still did, 6.7 against 5.4 GB/s; on 4x4 it lost, 2.4
+// against 2.7). On 32x32 planes it took im2col from 9-12 to 30-35 GB/s.
+func (g *ConvGeom) shiftedPath() bool {
+	return g.StrideH == 1 && g.StrideW == 1 && g.OutW() == g.W && g.PadW < g.W && g.W >= 8
+}
+
+// gatherOffsets returns, for the gather path, the offset of every output
+// pixel's tap-(0,0) input in the padded plane of width W+2*PadW (nil when
+// g does not take that path). The slice lives in the Workspace.
+func (ws *Workspace) gatherOffsets(g ConvGeom) []int32 {
+	if !g.gatherPath() {
+		return nil
+	}
+	oh, ow := g.OutH(), g.OutW()
+	wp := g.W + 2*g.PadW
+	if cap(ws.offs) < oh*ow {
+		ws.offs = make([]int32, oh*ow)
+	}
+	offs := ws.offs[:oh*ow]
+	for oy := 0; oy < oh; oy++ {
+		for ox := 0; ox < ow; ox++ {
+			offs[oy*ow+ox] = int32(oy*g.StrideH*wp + ox*g.StrideW)
+		}
+	}
+	return offs
+}
+
+// padPlane copies the H×W plane src into the interior of the padded plane
+// pad, whose border must already be zero.
+func padPlane(g *ConvGeom, src, pad []float32) {
+	wp := g.W + 2*g.PadW
+	for h := 0; h < g.H; h++ {
+		copy(pad[(h+g.PadH)*wp+g.PadW:][:g.W], src[h*g.W:][:g.W])
+	}
 }
 
 func (t *im2colTask) Do(lo, hi int) {
@@ -375,14 +446,96 @@ func (t *im2colTask) Do(lo, hi int) {
 	ohw := oh * ow
 	ld := t.cnt * ohw
 	plane := g.H * g.W
+	if t.offs != nil {
+		t.gather(lo, hi)
+		return
+	}
+	shifted := g.shiftedPath()
 	for it := lo; it < hi; it++ {
 		j, c := it/g.C, it%g.C
 		src := t.x[((t.n0+j)*g.C+c)*plane:][:plane]
 		for r := 0; r < g.R; r++ {
 			for s := 0; s < g.S; s++ {
 				row := t.col[(c*g.R*g.S+r*g.S+s)*ld+j*ohw:][:ohw]
-				im2colRow(g, oh, ow, r, s, src, row)
+				if shifted {
+					im2colShifted(g, oh, r, s, src, row)
+				} else {
+					im2colRow(g, oh, ow, r, s, src, row)
+				}
 			}
+		}
+	}
+}
+
+// gather is Do for the padded-plane path.
+func (t *im2colTask) gather(lo, hi int) {
+	g := &t.g
+	ohw := len(t.offs)
+	ld := t.cnt * ohw
+	plane := g.H * g.W
+	wp := g.W + 2*g.PadW
+	var buf [gatherMaxPlane]float32
+	pad := buf[:(g.H+2*g.PadH)*wp]
+	offs := t.offs
+	checkOffsets(g, offs, len(pad))
+	for it := lo; it < hi; it++ {
+		j, c := it/g.C, it%g.C
+		padPlane(g, t.x[((t.n0+j)*g.C+c)*plane:][:plane], pad)
+		for r := 0; r < g.R; r++ {
+			for s := 0; s < g.S; s++ {
+				row := t.col[(c*g.R*g.S+r*g.S+s)*ld+j*ohw:][:len(offs)]
+				// In bounds by checkOffsets: r*wp+s+o < len(pad).
+				tap := unsafe.Pointer(&pad[r*wp+s])
+				for p, o := range offs {
+					row[p] = *(*float32)(unsafe.Add(tap, 4*uintptr(o)))
+				}
+			}
+		}
+	}
+}
+
+// checkOffsets panics unless every tap of every gather offset stays
+// inside a padded plane of n floats; the gather loops rely on it to skip
+// the per-element bounds check, which cost a quarter of their time.
+// Offsets grow with the pixel index, so the last one is the largest.
+func checkOffsets(g *ConvGeom, offs []int32, n int) {
+	wp := g.W + 2*g.PadW
+	if len(offs) == 0 || offs[0] < 0 || int(offs[len(offs)-1])+(g.R-1)*wp+g.S-1 >= n {
+		panic("kernel: im2col gather offsets outside the padded plane")
+	}
+}
+
+// im2colShifted is im2colRow for stride 1 and an output as wide as the
+// input (2*PadW = S-1, "same" padding, the common 3x3 pad 1 case). Then
+// output pixel p of tap (r, s) reads input element p + d with the constant
+// offset d = (r-PadH)*W + (s-PadW), so the valid output rows are one
+// contiguous copy of the plane; only the columns that wrapped around into
+// the neighbouring row (s != PadW) and the rows in the padding are zeroed
+// afterwards. That is one memmove per tap instead of one per output row,
+// which on 32- to 4-pixel rows was mostly call overhead.
+func im2colShifted(g *ConvGeom, oh, r, s int, src, row []float32) {
+	w := g.W
+	oyLo, oyHi := validRange(oh, g.H, 1, g.PadH, r)
+	clear(row[:oyLo*w])
+	clear(row[oyHi*w:])
+	if oyLo == oyHi {
+		return
+	}
+	d := (r-g.PadH)*w + (s - g.PadW)
+	// Output range [p0, p1) of the valid rows, cut to what the plane
+	// holds: the pixels cut off are in the zeroed columns below.
+	p0, p1 := max(oyLo*w, -d), min(oyHi*w, len(src)-d)
+	copy(row[p0:p1], src[p0+d:p1+d])
+	clear(row[oyLo*w : p0])
+	clear(row[p1 : oyHi*w])
+	switch sh := s - g.PadW; {
+	case sh < 0: // the first -sh columns read left of the row
+		for oy := oyLo; oy < oyHi; oy++ {
+			clear(row[oy*w : oy*w-sh])
+		}
+	case sh > 0: // the last sh columns read right of the row
+		for oy := oyLo; oy < oyHi; oy++ {
+			clear(row[(oy+1)*w-sh : (oy+1)*w])
 		}
 	}
 }
@@ -437,16 +590,62 @@ type col2imTask struct {
 	dx, col    []float32
 	n0, cnt    int
 	accumulate bool
+	offs       []int32 // non-nil: the padded-plane path (see gatherOffsets)
 }
 
 func (ws *Workspace) runCol2im(g ConvGeom, dx []float32, n0, cnt int, accumulate bool) {
 	t := &ws.col2im
 	t.g, t.dx, t.col, t.n0, t.cnt, t.accumulate = g, dx, ws.col, n0, cnt, accumulate
-	parallel.Run(cnt*g.C, grainFor(g.R*g.S*g.OutH()*g.OutW()), t)
+	t.offs = ws.gatherOffsets(g)
+	parallel.RunDynamic(cnt*g.C, grainFor(g.R*g.S*g.OutH()*g.OutW()), t)
 	t.dx, t.col = nil, nil
 }
 
+// scatter is Do for the padded-plane path: the taps add into a zeroed
+// padded plane, whose interior then goes to dx.
+func (t *col2imTask) scatter(lo, hi int) {
+	g := &t.g
+	ohw := len(t.offs)
+	ld := t.cnt * ohw
+	plane := g.H * g.W
+	wp := g.W + 2*g.PadW
+	var buf [gatherMaxPlane]float32
+	pad := buf[:(g.H+2*g.PadH)*wp]
+	offs := t.offs
+	checkOffsets(g, offs, len(pad))
+	for it := lo; it < hi; it++ {
+		j, c := it/g.C, it%g.C
+		clear(pad)
+		for r := 0; r < g.R; r++ {
+			for s := 0; s < g.S; s++ {
+				row := t.col[(c*g.R*g.S+r*g.S+s)*ld+j*ohw:][:len(offs)]
+				// In bounds by checkOffsets: r*wp+s+o < len(pad).
+				tap := unsafe.Pointer(&pad[r*wp+s])
+				for p, o := range offs {
+					*(*float32)(unsafe.Add(tap, 4*uintptr(o))) += row[p]
+				}
+			}
+		}
+		dst := t.dx[((t.n0+j)*g.C+c)*plane:][:plane]
+		for h := 0; h < g.H; h++ {
+			out := dst[h*g.W : (h+1)*g.W]
+			in := pad[(h+g.PadH)*wp+g.PadW:][:len(out)]
+			if !t.accumulate {
+				copy(out, in)
+				continue
+			}
+			for k, v := range in {
+				out[k] += v
+			}
+		}
+	}
+}
+
 func (t *col2imTask) Do(lo, hi int) {
+	if t.offs != nil {
+		t.scatter(lo, hi)
+		return
+	}
 	g := &t.g
 	oh, ow := g.OutH(), g.OutW()
 	ohw := oh * ow
@@ -506,7 +705,7 @@ type scatterTask struct {
 func (ws *Workspace) runScatter(g ConvGeom, t []float32, n0, cnt int, toNCHW, accumulate bool) {
 	s := &ws.scatter
 	s.g, s.t, s.st, s.n0, s.cnt, s.toNCHW, s.accumulate = g, t, ws.stage, n0, cnt, toNCHW, accumulate
-	parallel.Run(cnt*g.K, grainFor(g.OutH()*g.OutW()), s)
+	parallel.RunDynamic(cnt*g.K, grainFor(g.OutH()*g.OutW()), s)
 	s.t, s.st = nil, nil
 }
 

@@ -39,6 +39,14 @@ func convCases() []ConvGeom {
 		// Stride 1 with C >= 32: backward-data runs as a transposed forward.
 		ConvGeom{N: 3, C: 32, H: 6, W: 5, K: 8, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
 		ConvGeom{N: 2, C: 33, H: 7, W: 6, K: 5, R: 5, S: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 0},
+		// Output planes of a multiple of 16 pixels: the GEMM writes a group
+		// of images in place (SgemmBlockedC), forward and transposed.
+		ConvGeom{N: 3, C: 33, H: 8, W: 8, K: 5, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		// Padded planes too large for the gather path: im2colRow and the
+		// row-by-row col2im (stride 2; and stride 1 on rows too narrow for
+		// the shifted copy).
+		ConvGeom{N: 2, C: 2, H: 47, W: 47, K: 3, R: 3, S: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+		ConvGeom{N: 1, C: 2, H: 300, W: 7, K: 2, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
 	)
 	return gs
 }
@@ -176,4 +184,61 @@ func TestConvPanicsOnShortSlice(t *testing.T) {
 		}
 	}()
 	Conv2DForward(g, make([]float32, 15), make([]float32, 9), make([]float32, 4), nil)
+}
+
+// TestIm2colShifted compares the one-copy-per-tap im2col of stride-1
+// "same"-width convolutions with the row-by-row one.
+func TestIm2colShifted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, g := range []ConvGeom{
+		{N: 1, C: 1, H: 5, W: 5, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 1, C: 1, H: 4, W: 6, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 0, PadW: 1},
+		{N: 1, C: 1, H: 3, W: 7, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 1},
+		{N: 1, C: 1, H: 6, W: 5, K: 1, R: 5, S: 5, StrideH: 1, StrideW: 1, PadH: 2, PadW: 2},
+		{N: 1, C: 1, H: 2, W: 3, K: 1, R: 5, S: 5, StrideH: 1, StrideW: 1, PadH: 4, PadW: 2},
+		{N: 1, C: 1, H: 1, W: 2, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 1, C: 1, H: 4, W: 4, K: 1, R: 1, S: 3, StrideH: 1, StrideW: 1, PadH: 0, PadW: 1},
+	} {
+		if err := g.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		oh, ow := g.OutH(), g.OutW()
+		if ow != g.W || g.PadW >= g.W {
+			t.Fatalf("%+v is not a shifted case", g)
+		}
+		src := randVec(rng, g.H*g.W)
+		for r := 0; r < g.R; r++ {
+			for s := 0; s < g.S; s++ {
+				want, got := randVec(rng, oh*ow), randVec(rng, oh*ow)
+				im2colRow(&g, oh, ow, r, s, src, want)
+				im2colShifted(&g, oh, r, s, src, got)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%+v tap (%d,%d): col[%d] = %v, want %v", g, r, s, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestConvCasesCoverIm2colPaths makes sure convCases runs every im2col
+// and col2im path: the shifted copy, the padded-plane gather and the
+// row-by-row fallback.
+func TestConvCasesCoverIm2colPaths(t *testing.T) {
+	var shifted, gather, rows int
+	for _, g := range convCases() {
+		switch {
+		case g.direct():
+		case g.shiftedPath():
+			shifted++
+		case g.gatherPath():
+			gather++
+		default:
+			rows++
+		}
+	}
+	if shifted == 0 || gather == 0 || rows == 0 {
+		t.Fatalf("conv cases take the shifted path %d times, the gather path %d, the row path %d: each must be tested", shifted, gather, rows)
+	}
 }

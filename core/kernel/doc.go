@@ -1,8 +1,9 @@
 // Package kernel holds sslrun's heavy neural-network kernels as plain
 // functions over row-major []float32 slices: 2-D convolution (forward,
 // backward-data, backward-filter), batch normalization (training and
-// evaluation, forward and backward), ReLU, max/average pooling and global
-// average pooling. Images are NCHW, contiguous.
+// evaluation, forward and backward, and fused with a following ReLU), ReLU,
+// max/average pooling and global average pooling. Images are NCHW,
+// contiguous. The batch-norm loops have AVX2 versions on amd64.
 //
 // The kernels are written for the training loop's hot path:
 //

@@ -81,7 +81,7 @@ type poolTask struct {
 var poolPool = parallel.NewFreeList(16, func() *poolTask { return new(poolTask) })
 
 func runPool(t *poolTask, planes, perPlane int) {
-	parallel.Run(planes, grainFor(perPlane), t)
+	parallel.RunDynamic(planes, grainFor(perPlane), t)
 	*t = poolTask{}
 	poolPool.Put(t)
 }

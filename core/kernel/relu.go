@@ -28,7 +28,7 @@ func ReLUForward(x, y []float32) {
 	}
 	t := reluPool.Get()
 	*t = reluTask{x: x, y: y}
-	parallel.Run(len(x), reluGrain, t)
+	parallel.RunDynamic(len(x), reluGrain, t)
 	*t = reluTask{}
 	reluPool.Put(t)
 }
@@ -43,7 +43,7 @@ func ReLUBackward(y, dy, dx []float32, accumulate bool) {
 	}
 	t := reluPool.Get()
 	*t = reluTask{backward: true, x: dx, y: y, dy: dy, accumulate: accumulate}
-	parallel.Run(len(y), reluGrain, t)
+	parallel.RunDynamic(len(y), reluGrain, t)
 	*t = reluTask{}
 	reluPool.Put(t)
 }

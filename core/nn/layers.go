@@ -150,6 +150,14 @@ func (b *BatchNorm) Forward(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
 	return tp.BatchNorm(x, b.Weight, b.Bias, &b.State, b.train)
 }
 
+// forwardReLU is ReLU{}.Forward(tp, b.Forward(tp, x)), fused.
+func (b *BatchNorm) forwardReLU(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
+	if b.train {
+		b.NumBatchesTracked++
+	}
+	return tp.BatchNormReLU(x, b.Weight, b.Bias, &b.State, b.train)
+}
+
 // Visit visits weight, bias, running_mean, running_var and
 // num_batches_tracked.
 func (b *BatchNorm) Visit(prefix string, fn func(Entry)) {
@@ -327,10 +335,19 @@ func (s *Sequential) At(i int) Module { return s.modules[i] }
 // Name returns the state_dict name of child i.
 func (s *Sequential) Name(i int) string { return s.names[i] }
 
-// Forward applies the children in order.
+// Forward applies the children in order. A BatchNorm directly followed
+// by a ReLU runs as the tape's fused BatchNormReLU, which gives the same
+// values and gradients with one pass less over the activations.
 func (s *Sequential) Forward(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
-	for _, m := range s.modules {
-		x = m.Forward(tp, x)
+	for i := 0; i < len(s.modules); i++ {
+		if bn, ok := s.modules[i].(*BatchNorm); ok && i+1 < len(s.modules) {
+			if _, ok := s.modules[i+1].(ReLU); ok {
+				x = bn.forwardReLU(tp, x)
+				i++
+				continue
+			}
+		}
+		x = s.modules[i].Forward(tp, x)
 	}
 	return x
 }
@@ -387,13 +404,13 @@ func NewBasicBlock(in, out, stride int, rng *rand.Rand) *BasicBlock {
 
 // Forward applies the block to x [N, in, H, W].
 func (b *BasicBlock) Forward(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
-	y := tp.ReLU(b.BN1.Forward(tp, b.Conv1.Forward(tp, x)))
+	y := b.BN1.forwardReLU(tp, b.Conv1.Forward(tp, x))
 	y = b.BN2.Forward(tp, b.Conv2.Forward(tp, y))
 	sc := x
 	if b.Shortcut != nil {
 		sc = b.Shortcut.Forward(tp, x)
 	}
-	return tp.ReLU(tp.Add(y, sc))
+	return tp.AddReLU(y, sc)
 }
 
 // Visit visits conv1, bn1, conv2, bn2 and shortcut, torch's attribute

@@ -270,6 +270,58 @@ func getBatch() *batch {
 	}
 }
 
+// dynChunks is how many chunks per thread RunDynamic aims for: enough that
+// the chunks of a descheduled worker are few and small, few enough that
+// claiming them (one atomic add each) costs nothing measurable.
+const dynChunks = 4
+
+// dynTask runs one RunDynamic call: every runner claims chunks of size
+// indices with one atomic add until none are left.
+type dynTask struct {
+	t       Task
+	n, size int
+	next    atomic.Int64
+}
+
+func (d *dynTask) Do(_, _ int) {
+	for {
+		lo := int(d.next.Add(1)-1) * d.size
+		if lo >= d.n {
+			return
+		}
+		d.t.Do(lo, min(lo+d.size, d.n))
+	}
+}
+
+var dynTasks = NewFreeList(64, func() *dynTask { return new(dynTask) })
+
+// RunDynamic calls t.Do over [0, n) like Run, but in about 4 chunks per
+// thread (each at least grain indices) that the calling goroutine and the
+// workers claim one at a time instead of one fixed share each. On a shared
+// machine that deschedules a worker for milliseconds at a time, the others
+// then take over its remaining chunks rather than wait for them, as
+// core/gemm's drivers do; with the machine to itself it costs an atomic add
+// per chunk. t.Do must accept any sub-range and run concurrently on
+// disjoint ones.
+func RunDynamic(n, grain int, t Task) {
+	if n <= 0 {
+		return
+	}
+	grain = max(grain, 1)
+	threads := Threads()
+	chunks := min((n+grain-1)/grain, dynChunks*threads)
+	if threads <= 1 || chunks <= 1 {
+		t.Do(0, n)
+		return
+	}
+	d := dynTasks.Get()
+	d.t, d.n, d.size = t, n, max(grain, (n+chunks-1)/chunks)
+	d.next.Store(0)
+	Run(min(threads, chunks), 1, d)
+	d.t = nil
+	dynTasks.Put(d)
+}
+
 // For is Run for a plain function; convenient where an allocation per call
 // does not matter.
 func For(n, grain int, f func(lo, hi int)) { Run(n, grain, Func(f)) }

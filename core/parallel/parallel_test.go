@@ -144,3 +144,57 @@ func TestSpinWaitSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestRunDynamicCoversEveryIndexOnce checks that the claimed chunks of
+// RunDynamic cover [0, n) exactly once, respect the grain (except the last
+// chunk) and nest.
+func TestRunDynamicCoversEveryIndexOnce(t *testing.T) {
+	for threads := 1; threads <= 8; threads++ {
+		prev := SetThreads(threads)
+		for n := 0; n <= 100; n++ {
+			for _, grain := range []int{1, 3, 64} {
+				hits := make([]atomic.Int32, n)
+				var short atomic.Int32
+				RunDynamic(n, grain, Func(func(lo, hi int) {
+					if hi-lo < grain && hi != n {
+						short.Add(1)
+					}
+					for i := lo; i < hi; i++ {
+						hits[i].Add(1)
+					}
+				}))
+				for i := range hits {
+					if h := hits[i].Load(); h != 1 {
+						t.Fatalf("threads=%d n=%d grain=%d: index %d ran %d times", threads, n, grain, i, h)
+					}
+				}
+				if short.Load() != 0 {
+					t.Fatalf("threads=%d n=%d grain=%d: %d chunks below the grain", threads, n, grain, short.Load())
+				}
+			}
+		}
+		SetThreads(prev)
+	}
+	prev := SetThreads(4)
+	defer SetThreads(prev)
+	var total atomic.Int64
+	RunDynamic(16, 1, Func(func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			RunDynamic(100, 1, Func(func(lo, hi int) { total.Add(int64(hi - lo)) }))
+		}
+	}))
+	if got := total.Load(); got != 1600 {
+		t.Fatalf("nested total = %d, want 1600", got)
+	}
+}
+
+// TestRunDynamicDoesNotAllocate: kernels call it on every step.
+func TestRunDynamicDoesNotAllocate(t *testing.T) {
+	prev := SetThreads(2)
+	defer SetThreads(prev)
+	s := &sumTask{data: make([]int64, 1<<12)}
+	RunDynamic(len(s.data), 64, s)
+	if n := testing.AllocsPerRun(100, func() { RunDynamic(len(s.data), 64, s) }); n != 0 {
+		t.Fatalf("RunDynamic allocates %v times per call", n)
+	}
+}

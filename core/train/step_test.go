@@ -126,7 +126,9 @@ func nanValue() float64 { z := 0.0; return z / z }
 // BenchmarkStep times whole SimSiam/BYOL training steps of the benchmark
 // workloads (../shared/bench W1-W3: two views, forward, loss, backward, SGD
 // with momentum and weight decay, EMA for BYOL) and reports allocations,
-// which must be 0 once warm.
+// which must be 0 once warm, and the process's CPU seconds per step
+// (cpu-s/op: all threads, waiting ones included), which on a shared machine
+// varies much less than the wall time.
 func BenchmarkStep(b *testing.B) {
 	for _, c := range []struct {
 		name, workload string
@@ -138,6 +140,7 @@ func BenchmarkStep(b *testing.B) {
 		{"W1/simsiam", "mlp-mnist", 512, []int{784}, cosineLoss, false},
 		{"W1/byol", "mlp-mnist", 512, []int{784}, byolLoss, true},
 		{"W2/simsiam", "convnet-cifar", 256, []int{3, 32, 32}, cosineLoss, false},
+		{"W2/byol", "convnet-cifar", 256, []int{3, 32, 32}, byolLoss, true},
 		{"W3/simsiam", "resnet18-cifar", 128, []int{3, 32, 32}, cosineLoss, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
@@ -152,12 +155,16 @@ func BenchmarkStep(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i++ {
 				if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(c.batch)*float64(b.N)/b.Elapsed().Seconds(), "img/s")
+			if cpu := processCPU() - cpu0; cpu > 0 {
+				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+			}
 		})
 	}
 }

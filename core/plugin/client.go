@@ -254,8 +254,8 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 			}
 		}
 		cmd = exec.Command(exe, bundledArg, spec.Bundled)
-		// go-plugin appends the host environment and its handshake.
-		cmd.Env = append([]string{envBundled + "=" + spec.Bundled}, spec.Env...)
+		cmd.Env = append(os.Environ(), envBundled+"="+spec.Bundled)
+		cmd.Env = append(cmd.Env, spec.Env...)
 	case spec.Path != "":
 		if name == "" {
 			name = filepath.Base(spec.Path)
@@ -267,7 +267,7 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 			return nil, err
 		}
 		cmd = exec.Command(spec.Path)
-		cmd.Env = append(cmd.Env, spec.Env...)
+		cmd.Env = append(os.Environ(), spec.Env...)
 		// go-plugin verifies again right before exec.
 		secure = &goplugin.SecureConfig{Checksum: spec.SHA256, Hash: sha256.New()}
 	case spec.Reattach != "":
@@ -335,10 +335,19 @@ func (c *Client) clientConfig(spec LaunchSpec) *goplugin.ClientConfig {
 	}
 	return &goplugin.ClientConfig{
 		HandshakeConfig: Handshake,
+		// Protocol 1 plugins still work: BackwardStep sends them the step
+		// as a call of its own.
 		VersionedPlugins: map[int]goplugin.PluginSet{
+			1:               {pluginSetName: &grpcPlugin{}},
 			ProtocolVersion: {pluginSetName: &grpcPlugin{}},
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		// The environment is built in Launch: the host's first, then ours,
+		// so that a value the host process happens to have (say
+		// SSLRUN_THREADS from the user's shell) cannot override the run's.
+		// go-plugin would append the host's after ours, and exec keeps the
+		// last of duplicate keys.
+		SkipHostEnv: true,
 		AutoMTLS:         true,
 		Logger:           newHCLogAdapter(c.log),
 		Stderr:           c.stderr,
@@ -417,7 +426,7 @@ func (c *Client) handshake(ctx context.Context, rpc goplugin.ClientProtocol) err
 	}); err != nil {
 		return err
 	}
-	c.info = Info{Name: info.Name, Version: info.Version}
+	c.info = Info{Name: info.Name, Version: info.Version, Protocol: max(1, int(info.Protocol))}
 	for _, k := range info.Kinds {
 		c.info.Kinds = append(c.info.Kinds, Kind(k))
 	}

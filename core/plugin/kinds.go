@@ -244,6 +244,10 @@ func (e encoderClient) backwardStep(ctx context.Context, grads Input, o Optim) (
 	return e.backward(ctx, "Encoder.Backward+Step", grads, &o)
 }
 
+// oneCallStep says whether the plugin takes the step on Backward: protocol
+// 2 and later (and in process).
+func (e encoderClient) oneCallStep() bool { return e.c.info.Protocol >= 2 }
+
 func (e encoderClient) backward(ctx context.Context, call string, grads Input, o *Optim) ([]Metric, error) {
 	c := e.c
 	if c.local != nil {

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	for n, f := range testplugin.Plugins() {
 		plugin.Bundled[n] = f
 	}
+	if os.Getenv("SSLRUN_TEST_SERVE_PROTOCOL") == "1" {
+		plugin.ServeProtocolForTest(1)
+	}
 	if name, ok := plugin.BundledName(); ok {
 		if err := plugin.ServeBundled(name); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -869,5 +872,43 @@ func TestSetCallTimeoutConcurrent(t *testing.T) {
 			close(stop)
 			wg.Wait()
 		})
+	}
+}
+
+// TestBackwardStepProtocol1 plays an encoder plugin built before protocol 2,
+// which ignores the optimizer fields on Backward: the host must send it the
+// step as a call of its own. The host process has the opposite value in
+// its own environment, which must not reach the plugin.
+func TestBackwardStepProtocol1(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("SSLRUN_TEST_SERVE_PROTOCOL", "2")
+	h, _ := newHost(t, 0)
+	c := launch(t, h, "matmul", "subprocess", plugin.LaunchSpec{Env: []string{"SSLRUN_TEST_SERVE_PROTOCOL=1"}})
+	if p := c.Info().Protocol; p != 1 {
+		t.Fatalf("the plugin speaks protocol %d: the host's environment reached it", p)
+	}
+	enc := c.Encoder()
+	if err := enc.Build(ctx, plugin.EncoderSpec{InputShape: []int{3},
+		Heads: []plugin.HeadSpec{{Name: "projector", Input: "backbone", Dims: []int{2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	x1 := filled(t, h, true, func(i int) float32 { return float32(i) }, 2, 3)
+	if _, err := enc.Forward(ctx, plugin.Input{Step: plugin.Step{Step: 1, Train: true}, Tensors: map[string]*tensor.T{"x1": x1}}); err != nil {
+		t.Fatal(err)
+	}
+	ones := tensor.New(2, 2)
+	ones.Fill(1)
+	ms, err := plugin.BackwardStep(ctx, enc, plugin.Input{Step: plugin.Step{Step: 1}, Tensors: map[string]*tensor.T{"z1": ones}},
+		plugin.Optim{Step: plugin.Step{Step: 1}, LR: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[1].Name != "lr" {
+		t.Fatalf("metrics %+v: want Backward's and Step's", ms)
+	}
+	x := filled(t, h, true, func(int) float32 { return 1 }, 1, 3)
+	emb, err := enc.Embed(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x": x}})
+	if err != nil || fmt.Sprint(emb.Data) != "[-10.5 -7.5]" {
+		t.Fatalf("embed after BackwardStep = %v, %v: the step was not applied", emb, err)
 	}
 }

@@ -39,6 +39,10 @@ var Handshake = goplugin.HandshakeConfig{
 // pluginSetName is the single go-plugin entry each protocol version serves.
 const pluginSetName = "sslrun"
 
+// serveProtocol is the protocol version Serve speaks: ProtocolVersion,
+// except in tests that play a plugin built before it.
+var serveProtocol = ProtocolVersion
+
 // maxMsgSize bounds gRPC messages. Tensor data never travels over gRPC,
 // but large metric sets or schemas may exceed gRPC's 4 MiB default.
 const maxMsgSize = 64 << 20
@@ -180,7 +184,7 @@ func serve(p Plugin) error {
 	cfg := &goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]goplugin.PluginSet{
-			ProtocolVersion: {pluginSetName: &grpcPlugin{server: s}},
+			serveProtocol: {pluginSetName: &grpcPlugin{server: s}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))...)
@@ -249,7 +253,7 @@ type server struct {
 
 func (s *server) Info(context.Context, *pb.Empty) (*pb.InfoResponse, error) {
 	info := s.p.Info()
-	r := &pb.InfoResponse{Name: info.Name, Version: info.Version, Protocol: ProtocolVersion}
+	r := &pb.InfoResponse{Name: info.Name, Version: info.Version, Protocol: int32(serveProtocol)}
 	for _, k := range info.Kinds {
 		r.Kinds = append(r.Kinds, string(k))
 	}
@@ -473,6 +477,9 @@ func (s *server) Backward(ctx context.Context, req *pb.CallRequest) (*pb.CallRes
 		return nil, unimplemented(KindEncoder)
 	}
 	o := req.GetOptim()
+	if serveProtocol < 2 {
+		o = nil // a protocol 1 plugin does not know the field
+	}
 	return s.run(ctx, "Encoder.Backward", req, func(ctx context.Context, in Input) (Output, []Array, error) {
 		ms, err := s.p.Encoder.Backward(ctx, in)
 		if err != nil || o == nil {

@@ -25,9 +25,13 @@ import (
 	"github.com/sslrun/sslrun/core/tensor"
 )
 
-// ProtocolVersion is the plugin protocol this package speaks. A later
+// ProtocolVersion is the plugin protocol this package serves. A later
 // version can be served next to it through go-plugin's VersionedPlugins.
-const ProtocolVersion = 1
+// Version 2 added the optimizer step riding on Encoder.Backward
+// (CallRequest.optim); a version 1 plugin would ignore that field and
+// silently skip the step, so hosts still accept version 1 and send it the
+// step as an Encoder.Step call of its own.
+const ProtocolVersion = 2
 
 // Kind is a role a plugin can play.
 type Kind string
@@ -44,6 +48,8 @@ type Info struct {
 	Name    string
 	Version string
 	Kinds   []Kind
+	// Protocol is the plugin protocol version the plugin speaks.
+	Protocol int
 }
 
 // Step says where in the run a call happens. Errors name Step.Step.
@@ -226,7 +232,8 @@ type Encoder interface {
 func BackwardStep(ctx context.Context, enc Encoder, grads Input, o Optim) ([]Metric, error) {
 	if bs, ok := enc.(interface {
 		backwardStep(context.Context, Input, Optim) ([]Metric, error)
-	}); ok {
+		oneCallStep() bool
+	}); ok && bs.oneCallStep() {
 		return bs.backwardStep(ctx, grads, o)
 	}
 	ms, err := enc.Backward(ctx, grads)
@@ -264,7 +271,7 @@ type Plugin struct {
 
 // Info returns the plugin's identity and the kinds it implements.
 func (p *Plugin) Info() Info {
-	info := Info{Name: p.Name, Version: p.Version}
+	info := Info{Name: p.Name, Version: p.Version, Protocol: serveProtocol}
 	if p.Loss != nil {
 		info.Kinds = append(info.Kinds, KindLoss)
 	}

@@ -118,8 +118,12 @@ var _ plugin.Encoder = (*Encoder)(nil)
 
 // New returns an encoder awaiting Build.
 func New() *Encoder {
-	return &Encoder{tp: autodiff.NewTape(), etp: autodiff.NewTape(),
+	e := &Encoder{tp: autodiff.NewTape(), etp: autodiff.NewTape(),
 		outs: map[string]*autodiff.Var{}, result: map[string]*tensor.T{}}
+	// Backward needs only the parameters' gradients: recycling the
+	// intermediates' buffers roughly halves the step's memory.
+	e.tp.SetReuseGrads(true)
+	return e
 }
 
 // Model returns the online network (nil before Build), for in-process

@@ -1,4 +1,4 @@
-// Protocol 1 of sslrun's plugin RPC (see docs/plugin-protocol.md).
+// Protocol 2 of sslrun's plugin RPC (see docs/plugin-protocol.md).
 //
 // Messages carry only references into shared-memory segments and scalars:
 // tensor data never crosses gRPC. Everything kind-specific is a named tensor

@@ -347,13 +347,13 @@ func (c *Client) clientConfig(spec LaunchSpec) *goplugin.ClientConfig {
 		// SSLRUN_THREADS from the user's shell) cannot override the run's.
 		// go-plugin would append the host's after ours, and exec keeps the
 		// last of duplicate keys.
-		SkipHostEnv: true,
-		AutoMTLS:         true,
-		Logger:           newHCLogAdapter(c.log),
-		Stderr:           c.stderr,
-		SyncStdout:       stream("stdout"),
-		SyncStderr:       stream("stderr"),
-		StartTimeout:     spec.StartTimeout,
+		SkipHostEnv:  true,
+		AutoMTLS:     true,
+		Logger:       newHCLogAdapter(c.log),
+		Stderr:       c.stderr,
+		SyncStdout:   stream("stdout"),
+		SyncStderr:   stream("stderr"),
+		StartTimeout: spec.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize))},
 	}

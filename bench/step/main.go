@@ -381,12 +381,10 @@ func (p *plugins) step(ctx context.Context, i int64, x1, x2 *tensor.T) (float64,
 	if err != nil {
 		return 0, fmt.Errorf("loss: %w", err)
 	}
-	if _, err := p.enc.Encoder().Backward(ctx, plugin.Input{Step: st, Tensors: res.Grads}); err != nil {
-		return 0, fmt.Errorf("encoder backward: %w", err)
-	}
+	// As the runner does: the optimizer step rides on the Backward call.
 	p.optim.Step, p.optim.LR, p.optim.Scalars["tau"] = st, lr, tau
-	if _, err := p.enc.Encoder().Step(ctx, p.optim); err != nil {
-		return 0, fmt.Errorf("encoder step: %w", err)
+	if _, err := plugin.BackwardStep(ctx, p.enc.Encoder(), plugin.Input{Step: st, Tensors: res.Grads}, p.optim); err != nil {
+		return 0, fmt.Errorf("encoder backward and step: %w", err)
 	}
 	return res.Loss, nil
 }

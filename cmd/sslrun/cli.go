@@ -611,6 +611,9 @@ pipeline given with --pipeline.`,
 			}
 			for _, k := range kinds {
 				if k == "encoder" {
+					// Its options come from the pipeline's encoder block
+					// (docs/pipelines.md), not from a schema of its own.
+					fmt.Fprintf(e.stdout, "encoder %q: configured by the pipeline's encoder block (see docs/pipelines.md)\n", args[0])
 					continue
 				}
 				fmt.Fprintf(e.stdout, "%s %q {\n", k, args[0])
@@ -706,13 +709,6 @@ plugin.`,
 	}
 	cmd.AddCommand(list, schema, lock)
 	return cmd
-}
-
-func yes(b bool, s string) string {
-	if b {
-		return s
-	}
-	return "-"
 }
 
 func newVersionCmd(e env) *cobra.Command {

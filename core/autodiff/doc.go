@@ -68,7 +68,10 @@
 // buffer is zeroed unless an op writes only part of it. After Backward,
 // v.Grad holds dLoss/dv for every intermediate v that gradient reached (nil
 // otherwise) until the next Reset: analyzers read the gradient acting on z
-// or p from there.
+// or p from there. Training loops, which need only the parameters'
+// gradients, turn on SetReuseGrads instead: each intermediate's buffer then
+// returns to a pool as soon as the op that produced it has run backward, so
+// a step holds only the few gradients live at once.
 //
 // # No-grad mode and stop-gradient
 //

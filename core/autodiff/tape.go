@@ -24,9 +24,10 @@ type Var struct {
 	// it empty.
 	Name string
 
-	requires bool // gradient flows into this Var
-	param    bool // Grad is persistent or pre-zeroed: always accumulate
-	fresh    bool // Grad buffer taken from the arena but not yet written
+	slot     int32 // planGrads: 1 + the buffer the Var's gradient uses
+	requires bool  // gradient flows into this Var
+	param    bool  // Grad is persistent or pre-zeroed: always accumulate
+	fresh    bool  // Grad buffer taken from the arena but not yet written
 
 	// base is set for views (Reshape, SliceRows): Value is
 	// base.Value.Data[off:off+len], and so is Grad, which makes the view's
@@ -76,6 +77,11 @@ type Tape struct {
 	nodes  []node
 	noGrad bool
 
+	// reuseGrads makes Backward hand an intermediate's gradient buffer to
+	// later ops once the op that produced the intermediate has consumed it.
+	reuseGrads bool
+	grads      gradPool
+
 	vals arena
 	idx  arena32
 	vars slab[Var]
@@ -111,6 +117,22 @@ func (tp *Tape) Reset() {
 func (tp *Tape) SetGrad(enabled bool) (prev bool) {
 	prev = !tp.noGrad
 	tp.noGrad = !enabled
+	return prev
+}
+
+// SetReuseGrads turns gradient-buffer reuse on or off and returns the
+// previous setting. With it on, Backward recycles the gradient buffer of each
+// intermediate Var as soon as the op that produced the Var has passed the
+// gradient on to its operands, so the gradients of a step need about as much
+// memory as the largest few live at once instead of one buffer per op; in
+// exchange, the Grad of every intermediate Var is nil after Backward (the
+// Grads of parameters and Leaf vars are unaffected). Training loops, which
+// read only the parameters' gradients, turn it on; analyzers that read the
+// gradient acting on an intermediate leave it off (the default). The
+// gradients computed are the same either way, bit for bit.
+func (tp *Tape) SetReuseGrads(on bool) (prev bool) {
+	prev = tp.reuseGrads
+	tp.reuseGrads = on
 	return prev
 }
 
@@ -186,6 +208,10 @@ func (tp *Tape) Backward(loss *Var) error {
 			o.Grad = nil
 		}
 	}
+	if tp.reuseGrads && len(tp.grads.all) == 0 {
+		tp.planGrads(loss)
+	}
+	tp.grads.reset()
 	g, overwrite := tp.gradOf(loss)
 	if overwrite {
 		g[0] = 1
@@ -198,8 +224,104 @@ func (tp *Tape) Backward(loss *Var) error {
 			continue // no gradient reached this op
 		}
 		tp.backward(n)
+		if o := n.out; tp.reuseGrads && o.base == nil && !o.param {
+			// Every op that reads o (they come later on the tape) has
+			// run, and so has the one that made it: o.Grad is dead.
+			tp.grads.put(o.Grad.Data)
+			o.Grad = nil
+		}
+	}
+	if tp.reuseGrads {
+		tp.dropViewGrads()
 	}
 	return nil
+}
+
+// planGrads sizes the empty gradient pool before the first Backward with
+// reuse: it replays the gradient buffers' lifetimes (an operand's buffer is
+// taken when the first op that reads it runs backward, and freed after the
+// op that produced it) on buffer sizes only, so that the pool is allocated
+// once at the sizes the step needs instead of growing through smaller
+// buffers that would linger as garbage.
+func (tp *Tape) planGrads(loss *Var) {
+	var p sizePool
+	take := func(v *Var) {
+		if v.base != nil {
+			v = v.base
+		}
+		if !v.requires || v.param || v.slot != 0 {
+			return
+		}
+		v.slot = int32(p.get(len(v.Value.Data))) + 1
+	}
+	take(loss)
+	for i := len(tp.nodes) - 1; i >= 0; i-- {
+		n := &tp.nodes[i]
+		if n.out.slot == 0 {
+			continue
+		}
+		for _, x := range [...]*Var{n.a, n.b, n.c} {
+			if x != nil {
+				take(x)
+			}
+		}
+		p.free[n.out.slot-1] = true
+		n.out.slot = 0
+	}
+	for _, n := range p.size {
+		if n > 0 {
+			tp.grads.all = append(tp.grads.all, make([]float32, n))
+		}
+	}
+}
+
+// sizePool is gradPool on sizes alone, for planGrads.
+type sizePool struct {
+	size []int
+	free []bool
+}
+
+func (p *sizePool) get(n int) int {
+	best, big := -1, -1
+	for i, c := range p.size {
+		if !p.free[i] {
+			continue
+		}
+		if c >= n && (best < 0 || c < p.size[best]) {
+			best = i
+		}
+		if big < 0 || c > p.size[big] {
+			big = i
+		}
+	}
+	switch {
+	case best >= 0:
+	case big >= 0:
+		best = big // grow the largest free buffer rather than add one
+		p.size[best] = n
+	default:
+		best = len(p.size)
+		p.size = append(p.size, n)
+		p.free = append(p.free, false)
+	}
+	p.free[best] = false
+	return best
+}
+
+// dropViewGrads clears the Grad of every view: it aliased a base's buffer
+// that has been recycled.
+func (tp *Tape) dropViewGrads() {
+	for ci := 0; ci <= tp.vars.ci && ci < len(tp.vars.chunks); ci++ {
+		c := tp.vars.chunks[ci]
+		if ci == tp.vars.ci {
+			c = c[:tp.vars.pos]
+		}
+		for i := range c {
+			if c[i].base != nil && !c[i].base.param {
+				c[i].Grad = nil
+			}
+		}
+	}
 }
 
 // gradOf returns the gradient buffer of v for an op that is about to
@@ -223,7 +345,13 @@ func (tp *Tape) gradOf(v *Var) (g []float32, overwrite bool) {
 		return g, overwrite
 	}
 	if v.Grad == nil {
-		v.Grad = tp.tensorOf(tp.vals.get(len(v.Value.Data)), v.Value.Shape)
+		var b []float32
+		if tp.reuseGrads {
+			b = tp.grads.get(len(v.Value.Data))
+		} else {
+			b = tp.vals.get(len(v.Value.Data))
+		}
+		v.Grad = tp.tensorOf(b, v.Value.Shape)
 		v.fresh = true
 		if clearGrads {
 			clear(v.Grad.Data)
@@ -310,6 +438,76 @@ func (a *arena) get(n int) []float32 {
 
 func (a *arena) reset() { a.pos = 0 }
 
+// gradPool holds the gradient buffers Backward recycles with reuseGrads on.
+// Every buffer is free when a Backward starts; get takes the smallest free
+// one that is big enough (allocating only when none is) and put returns one.
+// A step that repeats the same ops makes the same requests, so after the
+// first steps the pool has grown to fit them and allocates nothing.
+type gradPool struct {
+	all  [][]float32 // every buffer, in allocation order
+	free [][]float32
+}
+
+func (p *gradPool) reset() {
+	p.free = append(p.free[:0], p.all...)
+}
+
+func (p *gradPool) get(n int) []float32 {
+	if n == 0 {
+		return nil
+	}
+	best := -1
+	for i, b := range p.free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 && len(p.free) > 0 {
+		// Replace the largest free buffer by a bigger one rather than
+		// add a buffer: buffer sizes only grow, so a repeated step
+		// soon finds all it needs.
+		big := 0
+		for i, b := range p.free {
+			if cap(b) > cap(p.free[big]) {
+				big = i
+			}
+		}
+		for i, a := range p.all {
+			if &a[:1][0] == &p.free[big][:1][0] {
+				p.all[i] = make([]float32, n)
+				p.free[big] = p.all[i]
+				break
+			}
+		}
+		best = big
+	}
+	if best < 0 {
+		b := make([]float32, n)
+		p.all = append(p.all, b)
+		return b
+	}
+	b := p.free[best]
+	last := len(p.free) - 1
+	copy(p.free[best:], p.free[best+1:])
+	p.free[last] = nil
+	p.free = p.free[:last]
+	return b[:n:n]
+}
+
+// put returns b, which get handed out (possibly shortened), to the free
+// list.
+func (p *gradPool) put(b []float32) {
+	if cap(b) == 0 {
+		return
+	}
+	for _, a := range p.all {
+		if &a[:1][0] == &b[:1][0] {
+			p.free = append(p.free, a)
+			return
+		}
+	}
+}
+
 // arena32 is arena for int32 buffers (max-pool argmax).
 type arena32 struct {
 	bufs [][]int32
@@ -335,6 +533,9 @@ func (a *arena32) reset() { a.pos = 0 }
 func (tp *Tape) Bytes() int {
 	n := 0
 	for _, b := range tp.vals.bufs {
+		n += 4 * cap(b)
+	}
+	for _, b := range tp.grads.all {
 		n += 4 * cap(b)
 	}
 	return n

@@ -67,6 +67,9 @@ func NewStep(cfg Config) (*Step, error) {
 		return nil, fmt.Errorf("train: a step needs a model and a loss")
 	}
 	s := &Step{Model: cfg.Model, Tape: autodiff.NewTape(), loss: cfg.Loss}
+	// A step reads only the parameters' gradients: recycling the
+	// intermediates' buffers during Backward roughly halves its memory.
+	s.Tape.SetReuseGrads(true)
 	opt, err := optim.New(cfg.Optimizer, Groups(cfg.Model, cfg.Base, cfg.PredictorLR))
 	if err != nil {
 		return nil, fmt.Errorf("train: optimizer: %w", err)

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -183,5 +184,41 @@ func TestStepRejectsBadBatchesAndLosses(t *testing.T) {
 	}, false, smallSpec())
 	if _, err := vector.Run(randInput(rng, 4, 12), randInput(rng, 4, 12), 0.05, 0); err == nil {
 		t.Error("a loss of several values was accepted")
+	}
+}
+
+// TestStepReuseGradsBitIdentical checks that the step's gradient-buffer
+// reuse (on by default) trains exactly as the tape's default mode, on a
+// conv net with a target network.
+func TestStepReuseGradsBitIdentical(t *testing.T) {
+	spec := &nn.ModelSpec{
+		Backbone:  nn.BackboneSpec{Arch: "convnet", Widths: []int{4, 8}, Strides: []int{1, 2}},
+		Projector: nn.HeadSpec{Dims: []int{8, 16, 8}, LastBN: nn.LastBNPlain},
+		Predictor: nn.HeadSpec{Dims: []int{8, 4, 8}, LastBias: true},
+	}
+	run := func(reuse bool) []*nn.Param {
+		st := newStep(t, "convnet-cifar", byolLoss, true, spec)
+		st.Tape.SetReuseGrads(reuse)
+		rng := rand.New(rand.NewPCG(11, 12))
+		x1, x2 := randInput(rng, 6, 3, 8, 8), randInput(rng, 6, 3, 8, 8)
+		for i := 0; i < 3; i++ {
+			if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ps := st.Model.Params()
+		out := make([]*nn.Param, len(ps))
+		for i := range ps {
+			out[i] = &ps[i]
+		}
+		return out
+	}
+	want, got := run(false), run(true)
+	for i, p := range want {
+		for j, v := range p.Var.Value.Data {
+			if g := got[i].Var.Value.Data[j]; math.Float32bits(g) != math.Float32bits(v) {
+				t.Fatalf("%s[%d] = %v with reused gradients, %v without", p.Name, j, g, v)
+			}
+		}
 	}
 }

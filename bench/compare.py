@@ -31,7 +31,9 @@ What it does
    subprocesses), alternating the order per repetition. The pipeline's
    images/s come from the time of each step's train/loss row in its run
    database (ms resolution): step k's interval is t_k - t_(k-1), warm-up
-   steps excluded. W1 trains on real MNIST (GoMNIST in the module cache);
+   steps excluded; the pure step's over the same window, its first
+   `iters` timed steps, ungated like the pipeline's (see same_window).
+   W1 trains on real MNIST (GoMNIST in the module cache);
    W2 on CIFAR-10 binary files of random pixels that this script writes
    (there is no CIFAR-10 here).
 4. Prints one table and writes it, with the command, date, machine and load,
@@ -262,6 +264,24 @@ def write_cifar(dirname, records):
         with open(os.path.join(dirname, f"data_batch_{i}.bin"), "wb") as f:
             for _ in range(records):
                 f.write(bytes([rng.randrange(10)]) + rng.randbytes(3072))
+
+
+def same_window(rec, n):
+    """Restates a pure-step record over the pipeline's window: its first n
+    timed steps, all of them. bench/step keeps only its clean steps when it
+    has a few, and on a loaded machine runs until its block budget (20-30
+    steps of W2), while the pipeline's median is over its first n steps
+    after the warm-up, ungated. Comparing the pipeline's first steps with
+    the step's later or quieter ones measured the machine's load and the
+    first steps' transients (in W2 the first timed steps are often the
+    slowest on both sides) as much as the pipeline. The gated figures stay
+    in the record as img_s_median_gated and times_gated."""
+    t = [s["t"] for s in rec.get("steps", [])][:n]
+    if not t:
+        return
+    b = rec["batch"]
+    rec.update(img_s_median_gated=rec["img_s_median"], times_gated=rec["times"], times=t,
+               img_s_median=b / statistics.median(t), img_s_min=b / max(t), img_s_max=b / min(t))
 
 
 def run_pipeline(a, workload, threads, steps, tag):
@@ -521,6 +541,7 @@ def main():
                                 modes = [r["mode"] for r in records if r["side"] == "pipeline" and r["workload"] == w]
                                 rec = run_ours(a, w, "simsiam", n, modes[-1] if modes else "in-process")
                                 rec["side"] = "pipeline-step"
+                                same_window(rec, steps - wd["warmup"])
                         except RuntimeError as e:
                             fail(e)
                             continue

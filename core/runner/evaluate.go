@@ -82,7 +82,7 @@ func (t *trainer) evaluateAnalyzers(step int64, epoch int, e evalEntry, fc featu
 		if err != nil {
 			return fmt.Errorf("analyzer %s: evaluate on %s: %w", a.name, e.test.Name, err)
 		}
-		out, _, _ := analyzerMetrics(a.name, ms)
+		out, collapsed, reason := analyzerMetrics(a.name, ms)
 		for i := range out {
 			out[i].Context = withFeature(out[i].Context, feature)
 		}
@@ -93,6 +93,12 @@ func (t *trainer) evaluateAnalyzers(step int64, epoch int, e evalEntry, fc featu
 			arr.Context = withFeature(arr.Context, feature)
 			if err := t.rec.LogArray(step, float64(epoch), arr); err != nil {
 				return fmt.Errorf("recorder: %w", err)
+			}
+		}
+		if collapsed {
+			t.log.Warn().Str("analyzer", a.name).Int64("step", step).Str("dataset", e.test.Name).Str("reason", reason).Msg("collapse detected on the evaluation set")
+			if t.opts.StopOnCollapse {
+				return &CollapseError{Step: step, Analyzer: a.name, Reason: reason + " (on " + e.test.Name + ")"}
 			}
 		}
 	}

@@ -218,7 +218,8 @@ func train1(ctx context.Context, r *pipeline.Run, src Source, opts Options, cach
 	t.st.Host, _ = os.Hostname()
 	t.st.PID = os.Getpid()
 	if err := writeState(t.dir, t.st); err != nil {
-		return nil, err
+		// The recorder has the run as RUNNING: end it there too.
+		return nil, errors.Join(err, t.rec.Finish(StatusFailed, false, err))
 	}
 	ev := t.log.Info().Str("id", t.st.ID).Str("dir", t.dir).Int("epochs", t.cfg.Epochs).Int("steps_per_epoch", t.perEpoch).
 		Int("batch_size", t.cfg.BatchSize).Str("loss", t.cfg.Loss.Name).Int64("seed", t.cfg.Seed).Bool("in_process", t.opts.InProcess)
@@ -567,7 +568,12 @@ func (t *trainer) loop(ctx context.Context, pos position) (Status, error) {
 			}
 			var loss float32
 			st := plugin.Step{Step: pos.Step, Epoch: int64(epoch), TotalSteps: t.total, Train: true}
-			loss, t.obs, err = t.eng.step(ctx, st, x1, x2, lr, tau, t.obs)
+			// A step in flight is not cancelled by Ctrl-C: an RPC aborted
+			// halfway would kill the plugin's client and fail the run, and
+			// the encoder may already have taken the optimizer step the
+			// host never heard of. The run stops before the next step
+			// (stopRequested); the per-call deadline still bounds a hang.
+			loss, t.obs, err = t.eng.step(context.WithoutCancel(ctx), st, x1, x2, lr, tau, t.obs)
 			rows := batch.Views[0].Shape[0]
 			it.Release(batch)
 			if err != nil {

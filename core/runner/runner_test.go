@@ -78,6 +78,8 @@ func testLoss(spec plugin.LossSpec, noGrad []string, f func(tp *autodiff.Tape, i
 					os.Exit(3)
 				case "hang":
 					select {}
+				case "sleep":
+					time.Sleep(time.Second)
 				}
 			}
 			return f(tp, in), nil, nil
@@ -445,6 +447,32 @@ func TestCancelWritesCheckpoint(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(res.Dir, st.Checkpoint+weightsSuffix)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCancelDuringStep interrupts while step 3 is inside the plugins (the
+// loss subprocess takes a second): the step still completes, and the run
+// stops after it as on a cancel between steps.
+func TestCancelDuringStep(t *testing.T) {
+	t.Setenv(envFail, "sleep@3")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := runTiny(t, ctx, nil, func(o *Options) {
+		o.InProcess = false
+		o.OnStep = func(e StepEvent) {
+			if e.Step == 2 {
+				time.AfterFunc(300*time.Millisecond, cancel)
+			}
+		}
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	if res.Status != StatusKilled || !res.Resumable || res.Steps != 4 {
+		t.Fatalf("status %s resumable %v steps %d, want KILLED, resumable, 4 steps", res.Status, res.Resumable, res.Steps)
+	}
+	if st, err := readState(res.Dir); err != nil || st.Checkpoint != "ckpt-0-4" {
+		t.Fatalf("run.json %+v, %v", st, err)
 	}
 }
 

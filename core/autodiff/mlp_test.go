@@ -9,6 +9,7 @@ import (
 
 	"github.com/sslrun/sslrun/core/parallel"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // testLayer is Linear (-> BatchNorm) (-> ReLU) built from raw tape ops, the
@@ -264,14 +265,14 @@ func BenchmarkW1SimSiam(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start, cpu0 := time.Now(), processCPU()
+			start, cpu0 := time.Now(), testenv.ProcessCPU()
 			for i := 0; i < b.N; i++ {
 				net.zeroGrad()
 				if _, err := net.step(tp); err != nil {
 					b.Fatal(err)
 				}
 			}
-			el, cpu := time.Since(start), processCPU()-cpu0
+			el, cpu := time.Since(start), testenv.ProcessCPU()-cpu0
 			b.ReportMetric(el.Seconds()*1e3/float64(b.N), "ms/step")
 			b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/step")
 			b.ReportMetric(512*float64(b.N)/el.Seconds(), "img/s")
@@ -297,14 +298,14 @@ func BenchmarkW1GradZeroing(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU()
 			for i := 0; i < b.N; i++ {
 				net.zeroGrad()
 				if _, err := net.step(tp); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric((processCPU()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/step")
+			b.ReportMetric((testenv.ProcessCPU()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/step")
 		})
 	}
 }
@@ -332,9 +333,9 @@ func BenchmarkNTXentW1(b *testing.B) {
 	step()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := testenv.ProcessCPU()
 	for i := 0; i < b.N; i++ {
 		step()
 	}
-	b.ReportMetric((processCPU()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
+	b.ReportMetric((testenv.ProcessCPU()-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/op")
 }

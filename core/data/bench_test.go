@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sslrun/sslrun/core/data/augment"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // benchLoader drains batches from l for b.N batches (crossing epochs as
@@ -25,7 +26,7 @@ func benchLoader(b *testing.B, l *Loader, views int) {
 	}
 	samples := 0
 	b.ResetTimer()
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), testenv.ProcessCPU().Seconds()
 	for i := 0; i < b.N; i++ {
 		bt, ok := it.Next()
 		if !ok {
@@ -39,7 +40,7 @@ func benchLoader(b *testing.B, l *Loader, views int) {
 		samples += len(bt.Labels)
 		it.Release(bt)
 	}
-	el, cpu := time.Since(start).Seconds(), processCPU()-cpu0
+	el, cpu := time.Since(start).Seconds(), testenv.ProcessCPU().Seconds()-cpu0
 	b.StopTimer()
 	it.Close()
 	b.ReportMetric(float64(samples)/el, "images/s")

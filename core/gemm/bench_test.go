@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sslrun/sslrun/core/parallel"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // SSLRUN_GEMM_BLOCKS=mc,kc,nc overrides the cache blocking in benchmarks,
@@ -174,11 +175,11 @@ func runBench(b *testing.B, sh benchShape, threads int, generic bool) {
 	Sgemm(sh.transA, sh.transB, sh.m, sh.n, sh.k, 1, a, lda, bb, ldb, 0, c, sh.n)
 	b.ReportAllocs()
 	b.ResetTimer()
-	c0 := cpuSeconds()
+	c0 := testenv.ProcessCPU().Seconds()
 	for b.Loop() {
 		Sgemm(sh.transA, sh.transB, sh.m, sh.n, sh.k, 1, a, lda, bb, ldb, 0, c, sh.n)
 	}
-	cpu := cpuSeconds() - c0
+	cpu := testenv.ProcessCPU().Seconds() - c0
 	flops := 2 * float64(sh.m) * float64(sh.n) * float64(sh.k) * float64(b.N)
 	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	// Per CPU-second of the whole process: on a shared machine this

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sslrun/sslrun/core/parallel"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // benchSimSiam times one SimSiam step of a torch_baseline.py workload
@@ -35,14 +36,14 @@ func benchSimSiam(b *testing.B, workload string, batch int) {
 			s.run(b)
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU()
 			for i := 0; i < b.N; i++ {
 				for _, v := range vars {
 					v.Grad.Zero()
 				}
 				s.run(b)
 			}
-			cpu := processCPU() - cpu0
+			cpu := testenv.ProcessCPU() - cpu0
 			b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "img/s")
 			if threads == 1 && cpu > 0 {
 				// With one worker, batch / CPU time estimates the

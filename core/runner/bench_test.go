@@ -1,14 +1,8 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +12,7 @@ import (
 	"github.com/sslrun/sslrun/core/pipeline"
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // The plugin overhead of a training step, measured through the runner's
@@ -138,15 +133,15 @@ func BenchmarkEngineStepInterleaved(b *testing.B) {
 		b.ResetTimer()
 		for range b.N {
 			st := plugin.Step{Step: step, Train: true}
-			c0, t0 := processCPU(), time.Now()
+			c0, t0 := testenv.ProcessCPU(), time.Now()
 			if _, _, err := ea.step(ctx, st, x1, x2, w1LR, 0, nil); err != nil {
 				b.Fatal(err)
 			}
-			t1, c1, k1 := time.Now(), processCPU(), childCPU(pids)
+			t1, c1, k1 := time.Now(), testenv.ProcessCPU(), testenv.ProcessesCPU(pids)
 			if _, _, err := eb.step(ctx, st, x1, x2, w1LR, 0, nil); err != nil {
 				b.Fatal(err)
 			}
-			t2, c2, k2 := time.Now(), processCPU(), childCPU(pids)
+			t2, c2, k2 := time.Now(), testenv.ProcessCPU(), testenv.ProcessesCPU(pids)
 			ta, tb = append(ta, float64(t1.Sub(t0))/1e6), append(tb, float64(t2.Sub(t1))/1e6)
 			ca += c1 - c0
 			cb += c2 - c1 + k2 - k1
@@ -157,7 +152,7 @@ func BenchmarkEngineStepInterleaved(b *testing.B) {
 		b.ReportMetric(cpuA, "inprocess-cpu-ms/step")
 		b.ReportMetric(cpuB, "subprocess-cpu-ms/step")
 		b.ReportMetric(100*(cpuB-cpuA)/cpuA, "cpu-overhead-%")
-		ma, mb := median(ta), median(tb)
+		ma, mb := testenv.Median(ta), testenv.Median(tb)
 		d := make([]float64, len(ta))
 		for i := range ta {
 			d[i] = tb[i] - ta[i]
@@ -165,51 +160,6 @@ func BenchmarkEngineStepInterleaved(b *testing.B) {
 		b.ReportMetric(ma, "inprocess-ms/step")
 		b.ReportMetric(mb, "subprocess-ms/step")
 		b.ReportMetric(100*(mb-ma)/ma, "overhead-%")
-		b.ReportMetric(100*median(d)/ma, "pair-overhead-%")
+		b.ReportMetric(100*testenv.Median(d)/ma, "pair-overhead-%")
 	})
-}
-
-// processCPU is the user+system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// childCPU is the user+system CPU time of the given live processes so far,
-// from /proc/<pid>/stat (utime and stime, in clock ticks of 10 ms: sum it
-// over many steps).
-func childCPU(pids []int) time.Duration {
-	var total time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name: utime and stime
-		// are the 12th and 13th.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+s) * 10 * time.Millisecond
-	}
-	return total
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/sslrun/sslrun/core/nn"
 	"github.com/sslrun/sslrun/core/optim"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/testenv"
 )
 
 // cosineLoss is SimSiam's loss written inline: core may not import
@@ -156,14 +157,14 @@ func BenchmarkStep(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := testenv.ProcessCPU()
 			for i := 0; i < b.N; i++ {
 				if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(c.batch)*float64(b.N)/b.Elapsed().Seconds(), "img/s")
-			if cpu := processCPU() - cpu0; cpu > 0 {
+			if cpu := testenv.ProcessCPU() - cpu0; cpu > 0 {
 				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 			}
 		})

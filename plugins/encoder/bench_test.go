@@ -1,15 +1,8 @@
 package encoder_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +12,7 @@ import (
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
 	"github.com/sslrun/sslrun/core/train"
+	"github.com/sslrun/sslrun/internal/testenv"
 	"github.com/sslrun/sslrun/plugins/simsiam"
 )
 
@@ -142,19 +136,19 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	pids := []int{pc.enc.Pid(), pc.loss.Pid()}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c0, t0 := processCPU(), time.Now()
+		c0, t0 := testenv.ProcessCPU(), time.Now()
 		if _, err := s.Run(x1, x2, w1LR, 0); err != nil {
 			b.Fatal(err)
 		}
-		t1, c1 := time.Now(), processCPU()
+		t1, c1 := time.Now(), testenv.ProcessCPU()
 		if _, err := pb.step(ctx, int64(i+3), x1, x2, w1LR, 0); err != nil {
 			b.Fatal(err)
 		}
-		c2, k2, t2 := processCPU(), childCPU(pids), time.Now()
+		c2, k2, t2 := testenv.ProcessCPU(), testenv.ProcessesCPU(pids), time.Now()
 		if _, err := pc.step(ctx, int64(i+3), x1, x2, w1LR, 0); err != nil {
 			b.Fatal(err)
 		}
-		t3, k3, c3 := time.Now(), childCPU(pids), processCPU()
+		t3, k3, c3 := time.Now(), testenv.ProcessesCPU(pids), testenv.ProcessCPU()
 		var sum time.Duration
 		for j := range calls {
 			d := pc.wall[j] - pc.compute[j]
@@ -179,14 +173,14 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	b.ReportMetric(cpuC, "C-cpu-ms/step")
 	b.ReportMetric(100*(cpuB-cpuA)/cpuA, "B-cpu-overhead-%")
 	b.ReportMetric(100*(cpuC-cpuA)/cpuA, "C-cpu-overhead-%")
-	ma := median(ta)
+	ma := testenv.Median(ta)
 	// C's transport: the host's wall time of the three calls minus the time
 	// the plugins spent inside them (RPCs, staging copies into the host
 	// arena, waiting to be scheduled).
-	b.ReportMetric(median(tt), "C-transport-ms/step")
-	b.ReportMetric(100*median(tt)/ma, "C-transport-%")
+	b.ReportMetric(testenv.Median(tt), "C-transport-ms/step")
+	b.ReportMetric(100*testenv.Median(tt)/ma, "C-transport-%")
 	for j, name := range []string{"forward", "loss", "backward+step"} {
-		b.ReportMetric(median(calls[j]), "C-"+name+"-transport-ms")
+		b.ReportMetric(testenv.Median(calls[j]), "C-"+name+"-transport-ms")
 	}
 	b.ReportMetric(ma, "A-inproc-ms/step")
 	for _, r := range []struct {
@@ -197,53 +191,8 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 		for i := range ta {
 			d[i] = r.t[i] - ta[i]
 		}
-		b.ReportMetric(median(r.t), r.name+"-ms/step")
-		b.ReportMetric(100*(median(r.t)-ma)/ma, r.name+"-overhead-%")
-		b.ReportMetric(100*median(d)/ma, r.name+"-pair-overhead-%")
+		b.ReportMetric(testenv.Median(r.t), r.name+"-ms/step")
+		b.ReportMetric(100*(testenv.Median(r.t)-ma)/ma, r.name+"-overhead-%")
+		b.ReportMetric(100*testenv.Median(d)/ma, r.name+"-pair-overhead-%")
 	}
-}
-
-// processCPU is the user+system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// childCPU is the user+system CPU time of the given live processes so far,
-// from /proc/<pid>/stat (utime and stime, in clock ticks of 10 ms).
-func childCPU(pids []int) time.Duration {
-	var total time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name: state is field 3,
-		// utime 14 and stime 15.
-		i := bytes.LastIndexByte(b, ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+s) * 10 * time.Millisecond
-	}
-	return total
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

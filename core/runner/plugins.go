@@ -178,32 +178,36 @@ func exeChecksum(path string) (string, error) {
 	return h, nil
 }
 
-// start starts plugin name and checks that it serves kind.
-func (e *pluginEnv) start(ctx context.Context, h *plugin.Host, name string, kind plugin.Kind) (*plugin.Client, error) {
-	var c *plugin.Client
-	var err error
+// launch starts plugin name: a bundled one in process or by re-executing
+// this binary, an external one after resolving it and its pinned checksum
+// (whose errors wrap pipeline.ErrUnknownPlugin or are *ConfigErrors).
+func (e *pluginEnv) launch(ctx context.Context, h *plugin.Host, name string) (*plugin.Client, error) {
+	env := []string{plugin.EnvThreads + "=" + strconv.Itoa(parallel.Threads())}
 	if ctor, ok := plugin.Bundled[name]; ok {
 		if e.inProcess {
-			c, err = h.InProcess(ctor())
-		} else {
-			c, err = h.Launch(ctx, plugin.LaunchSpec{Name: name, Bundled: name, Executable: e.exe, CallTimeout: e.timeout,
-				Env: []string{plugin.EnvThreads + "=" + strconv.Itoa(parallel.Threads())}})
+			return h.InProcess(ctor())
 		}
-	} else {
-		path, sum, rerr := e.external(name)
-		if rerr != nil {
-			if errors.Is(rerr, pipeline.ErrUnknownPlugin) {
-				return nil, &ConfigError{Err: fmt.Errorf("%s plugin %q: not bundled in this binary and %v", kind, name, rerr)}
-			}
-			return nil, rerr
-		}
-		c, err = h.Launch(ctx, plugin.LaunchSpec{Name: name, Path: path, SHA256: sum, CallTimeout: e.timeout,
-			Env: []string{plugin.EnvThreads + "=" + strconv.Itoa(parallel.Threads())}})
-		if errors.Is(err, plugin.ErrChecksum) {
-			return nil, &ConfigError{Err: err}
-		}
+		return h.Launch(ctx, plugin.LaunchSpec{Name: name, Bundled: name, Executable: e.exe, CallTimeout: e.timeout, Env: env})
 	}
+	path, sum, err := e.external(name)
 	if err != nil {
+		return nil, err
+	}
+	return h.Launch(ctx, plugin.LaunchSpec{Name: name, Path: path, SHA256: sum, CallTimeout: e.timeout, Env: env})
+}
+
+// start starts plugin name and checks that it serves kind.
+func (e *pluginEnv) start(ctx context.Context, h *plugin.Host, name string, kind plugin.Kind) (*plugin.Client, error) {
+	c, err := e.launch(ctx, h, name)
+	var ce *ConfigError
+	switch {
+	case errors.Is(err, pipeline.ErrUnknownPlugin):
+		return nil, &ConfigError{Err: fmt.Errorf("%s plugin %q: not bundled in this binary and %v", kind, name, err)}
+	case errors.As(err, &ce):
+		return nil, err
+	case errors.Is(err, plugin.ErrChecksum):
+		return nil, &ConfigError{Err: err}
+	case err != nil:
 		return nil, fmt.Errorf("start %s plugin %q: %w", kind, name, err)
 	}
 	if !c.Has(kind) {
@@ -254,21 +258,7 @@ func (s *Schemas) client(name string) (*plugin.Client, error) {
 		}
 		s.host = h
 	}
-	var c *plugin.Client
-	var err error
-	if ctor, ok := plugin.Bundled[name]; ok {
-		if s.env.inProcess {
-			c, err = s.host.InProcess(ctor())
-		} else {
-			c, err = s.host.Launch(context.Background(), plugin.LaunchSpec{Name: name, Bundled: name, Executable: s.env.exe, CallTimeout: s.env.timeout})
-		}
-	} else {
-		var path string
-		var sum []byte
-		if path, sum, err = s.env.external(name); err == nil {
-			c, err = s.host.Launch(context.Background(), plugin.LaunchSpec{Name: name, Path: path, SHA256: sum, CallTimeout: s.env.timeout})
-		}
-	}
+	c, err := s.env.launch(context.Background(), s.host, name)
 	if err != nil {
 		s.errs[name] = err
 		return nil, err

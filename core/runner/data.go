@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/sslrun/sslrun/core/data"
 	"github.com/sslrun/sslrun/core/data/augment"
@@ -149,6 +148,3 @@ func features(eng *engine, ds *data.Dataset, view augment.Pipeline, flat bool, f
 	}
 	return out, nil
 }
-
-// datasetLabel describes a dataset for logs and evaluation records.
-func datasetLabel(ds *data.Dataset) string { return strings.TrimSpace(ds.Name) }

@@ -314,17 +314,14 @@ func copyArrays(prefix string, arrays []plugin.Array) []Array {
 	return out
 }
 
-// CollapseMetric is the metric name by which an analyzer reports collapse
-// (plugin.MetricCollapsed): the runner does not record it; with
-// Options.StopOnCollapse it stops the run.
-const CollapseMetric = plugin.MetricCollapsed
-
-// metrics converts an analyzer's metrics into recorder metrics keyed
-// "<analyzer>/<name>", and returns its collapse verdict.
+// analyzerMetrics converts an analyzer's metrics into recorder metrics
+// keyed "<analyzer>/<name>" and returns its collapse verdict: the
+// plugin.MetricCollapsed metric, which is not recorded (with
+// Options.StopOnCollapse it stops the run).
 func analyzerMetrics(prefix string, ms []plugin.Metric) (out []Metric, collapsed bool, reason string) {
 	out = make([]Metric, 0, len(ms))
 	for _, m := range ms {
-		if m.Name == CollapseMetric {
+		if m.Name == plugin.MetricCollapsed {
 			if m.Value > 0 {
 				collapsed, reason = true, m.Context["reason"]
 			}

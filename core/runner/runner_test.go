@@ -104,7 +104,7 @@ func (normAnalyzer) Observe(ctx context.Context, in plugin.StepTensors) ([]plugi
 	copy(row.Data, z.Data[:z.Shape[1]])
 	ms := []plugin.Metric{{Name: "z_norm", Value: math.Sqrt(zn)}, {Name: "grad_norm", Value: math.Sqrt(gn)}}
 	if at, err := strconv.ParseInt(os.Getenv(envCollapse), 10, 64); err == nil && in.Step.Step >= at {
-		ms = append(ms, plugin.Metric{Name: CollapseMetric, Value: 1, Context: map[string]string{"reason": "test collapse"}})
+		ms = append(ms, plugin.Metric{Name: plugin.MetricCollapsed, Value: 1, Context: map[string]string{"reason": "test collapse"}})
 	}
 	return ms, []plugin.Array{{Name: "z_row0", T: row, Context: map[string]string{"tensor": "z"}}}, nil
 }

@@ -10,9 +10,12 @@ import (
 )
 
 // Collapse thresholds of the run_final view (see docs/rundb.md and
-// paper.md): a run is collapsed when m_o > CollapseMO or std*sqrt(d) <
-// CollapseStdSqrtD, and its kNN accuracy, when known, is below chance
-// (1/num_classes) + CollapseChanceMargin.
+// paper.md): a run is collapsed when its final m_o > CollapseMO or
+// std*sqrt(d) < CollapseStdSqrtD (the geometry alone), and its
+// knn_at_chance column says whether its kNN accuracy is below chance
+// (1/num_classes) + CollapseChanceMargin. Schema versions 1 and 2 required
+// both; a partly collapsed z still ranks neighbours by class, so that rule
+// never fired (docs/rundb.md).
 const (
 	CollapseMO           = 0.9
 	CollapseStdSqrtD     = 0.1
@@ -92,7 +95,8 @@ func (r CompareRow) Verdict() string {
 }
 
 // Compare builds the unified-perspective table from the run_final view:
-// one row per (study, method, variant), statistics over its runs.
+// one row per (study, method, variant), statistics over its runs, and the
+// runs collapsed by run_final's geometric verdict.
 func (db *DB) Compare(ctx context.Context, opts CompareOptions) ([]CompareRow, error) {
 	status := opts.Status
 	if status == nil {

@@ -60,8 +60,12 @@ type StepResult struct {
 	// "decompose/" prefix.
 	Metrics []Metric
 	Arrays  []Array
-	// Collapsed is Collapsed's geometric verdict on z (no kNN), with the
-	// reason; false when z was not measured.
+	// Collapsed is Collapsed's geometric verdict (no kNN), with the reason
+	// (prefixed by the tensor judged, e.g. "z: m_o 0.97 > 0.9 ..."). It
+	// judges z, the tensor paper.md's rule is about, or p when z is not
+	// measured; false when neither was. Backbone features are never judged:
+	// post-ReLU features are non-negative, so their m_o is large by
+	// construction, collapsed or not.
 	Collapsed bool
 	Reason    string
 }
@@ -91,15 +95,26 @@ type StepInput struct {
 	T1, T2 *tensor.T
 }
 
+// verdict is Collapsed's geometric verdict on tensor's statistics, the
+// reason prefixed by the tensor's name.
+func verdict(tensor string, st Stats) (bool, string) {
+	c, why := Collapsed(st, math.NaN(), math.NaN())
+	return c, tensor + ": " + why
+}
+
 // Step measures one training step: for "z", the embedding metrics of view
 // 1's projection and the centre/residual split of its gradient; for "p",
 // the embedding metrics of view 1's prediction and the split of its
-// gradient. With a predictor, the
-// extra gradient (averaged over both directions) is measured whenever "z"
-// or "p" is. Embedding metrics are over view 1's N rows.
+// gradient. With a predictor, the extra gradient (averaged over both
+// directions) is measured whenever "z" or "p" is. Embedding metrics are
+// over view 1's N rows. The collapse verdict is on z, or on p when "z" is
+// not measured.
 func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
 	var r StepResult
-	extra := false
+	extra, zJudged := false, false
+	// p's verdict counts only when z is not measured: run_final judges z,
+	// and p, which regresses z, follows it.
+	pJudged, pCollapsed, pReason := false, false, ""
 	for _, name := range s.cfg.Tensors {
 		switch name {
 		case "z":
@@ -109,7 +124,8 @@ func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
 			}
 			r.Metrics = append(r.Metrics, st.Metrics()...)
 			r.Arrays = append(r.Arrays, st.Arrays()...)
-			r.Collapsed, r.Reason = Collapsed(st, math.NaN(), math.NaN())
+			r.Collapsed, r.Reason = verdict("z", st)
+			zJudged = true
 			if in.GradZ1 != nil {
 				gs, err := s.a.Gradient(in.Z1, in.GradZ1, Options{Tensor: "z"})
 				if err != nil {
@@ -127,6 +143,8 @@ func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
 			}
 			r.Metrics = append(r.Metrics, st.Metrics()...)
 			r.Arrays = append(r.Arrays, st.Arrays()...)
+			pCollapsed, pReason = verdict("p", st)
+			pJudged = true
 			if in.GradP1 != nil {
 				gs, err := s.a.Gradient(in.P1, in.GradP1, Options{Tensor: "p"})
 				if err != nil {
@@ -136,6 +154,9 @@ func (s *StepAnalyzer) Step(in StepInput) (StepResult, error) {
 			}
 		}
 		extra = true
+	}
+	if !zJudged && pJudged {
+		r.Collapsed, r.Reason = pCollapsed, pReason
 	}
 	if extra && in.P1 != nil && in.P2 != nil {
 		z1, z2 := in.Z1, in.Z2

@@ -141,4 +141,10 @@
 // when a kNN accuracy is given, kNN top-1 within 0.05 of chance.
 // NotConverged flags the other failure: the geometry is healthy (no
 // collapse) but the kNN accuracy is still at chance.
+//
+// The analyzer plugin reports Collapsed's geometric verdict (no kNN) on
+// the training batch's z, or on p when z is not measured: the tensors the
+// rule is about. It never judges an evaluation set's embeddings, which are
+// by default backbone features: post-ReLU, non-negative, so m_o > 0.9 by
+// construction at random initialization.
 package decompose

@@ -3,7 +3,6 @@ package decompose
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/zclconf/go-cty/cty"
@@ -13,7 +12,7 @@ import (
 )
 
 // Version is the analyzer plugin's version, reported in Info.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Schema declares the `analyzer "decompose" {}` block (the host's `every`
 // is not part of it).
@@ -26,8 +25,10 @@ var Schema = plugin.Schema{Attributes: []plugin.Attribute{
 // tensors the host names by convention: z1, z2, p1, p2, t1, t2 and the
 // loss's gradients grad/z1, grad/p1 (an all-zero gradient, the loss's
 // answer on a stop-gradient input, counts as none). Evaluate measures an
-// evaluation set's "embeddings" (scope "eval", tensor "feature"). The
-// verdict of Collapsed on z is reported as plugin.MetricCollapsed.
+// evaluation set's "embeddings" (scope "eval", tensor "feature"). Observe
+// reports the geometric verdict of Collapsed on z (on p when z is not
+// measured) as plugin.MetricCollapsed; Evaluate never reports one (see
+// its comment).
 func Plugin() plugin.Plugin {
 	return plugin.Plugin{Name: "decompose", Version: Version, Schema: Schema, Analyzer: &analyzerPlugin{s: NewStepAnalyzer(StepConfig{Tensors: []string{"z"}})}}
 }
@@ -85,7 +86,16 @@ func (a *analyzerPlugin) Observe(ctx context.Context, in plugin.StepTensors) ([]
 }
 
 // Evaluate implements plugin.Analyzer: the embedding metrics and spectra
-// of an evaluation set's embeddings.
+// of an evaluation set's embeddings, without a collapse verdict. The host
+// does not say which tensor the embeddings are, and by default they are
+// the backbone's features: post-ReLU, so non-negative, with an m_o far
+// above CollapseMO by construction (0.96 at random initialization on
+// Fashion-MNIST), which would report every run collapsed at step 0 and
+// stop it under --stop-on-collapse. Even an evaluation set's z passes the
+// projector's BatchNorm in eval mode, whose running statistics are not
+// yet estimated at step 0 (m_o 0.96 there too, against 0.1 on the
+// training batch). Paper.md's rule is about z and p on training batches,
+// which Observe judges.
 func (a *analyzerPlugin) Evaluate(ctx context.Context, in plugin.EvalSet) ([]plugin.Metric, []plugin.Array, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -100,11 +110,7 @@ func (a *analyzerPlugin) Evaluate(ctx context.Context, in plugin.EvalSet) ([]plu
 	if err != nil {
 		return nil, nil, err
 	}
-	ms := toMetrics(st.Metrics())
-	if c, why := Collapsed(st, math.NaN(), math.NaN()); c {
-		ms = append(ms, plugin.Metric{Name: plugin.MetricCollapsed, Value: 1, Context: map[string]string{"reason": why}})
-	}
-	return ms, toArrays(ctx, st.Arrays()), nil
+	return toMetrics(st.Metrics()), toArrays(ctx, st.Arrays()), nil
 }
 
 func toMetrics(in []Metric) []plugin.Metric {

@@ -2,9 +2,10 @@ WITH v AS (
   -- The per-variant table of docs/study.md: one row per variant of the study
   -- (the run tag "variant"), averaged over its FINISHED seeds. Run with
   --   sslrun sql --db paper-quick.db "$(cat tools/study/table.sql)"
-  -- Columns: collapsed = runs collapsed by run_final's rule / runs (docs/rundb.md:
-  -- final m_o > 0.9 or std*sqrt(d) < 0.1, and kNN below chance + 0.05);
-  -- geometric = runs with m_o > 0.9 or std*sqrt(d) < 0.1 whatever the kNN;
+  -- Columns: collapsed = runs collapsed by run_final's rule / runs (docs/rundb.md,
+  -- schema 3: final m_o > 0.9 or std*sqrt(d) < 0.1 on z, the geometry alone);
+  -- knn_at_chance = runs whose kNN top-1 is below chance + 0.05 / runs (the
+  -- condition schema 1-2 also required: collapsed AND knn_at_chance);
   -- m_o, m_r, std*sqrt(d), eff_rank, the gradient's de-centering and
   -- de-correlation shares: last logged training batch, tensor z; knn0/lin0:
   -- the random-init encoder (epoch 0), knn/lin: the end of training; eta: the
@@ -20,8 +21,8 @@ WITH v AS (
   WHERE f.status = 'FINISHED' AND f.study = 'unified'
 )
 SELECT variant_tag AS variant, count(*) AS runs,
-  sum(collapsed) || '/' || count(*) AS collapsed,
-  sum(m_o > 0.9 OR std_sqrt_d < 0.1) || '/' || count(*) AS geometric,
+  ifnull(sum(collapsed), 0) || '/' || count(*) AS collapsed,
+  ifnull(sum(knn_at_chance), 0) || '/' || count(*) AS knn_at_chance,
   printf('%.3f', avg(m_o)) AS m_o, printf('%.3f', avg(m_r)) AS m_r,
   printf('%.3f', avg(std_sqrt_d)) AS std_sqrt_d, printf('%.1f', avg(eff_rank)) AS eff_rank,
   printf('%.3f', avg(knn0)) AS knn0, printf('%.3f', avg(knn_top1)) AS knn,

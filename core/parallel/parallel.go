@@ -99,6 +99,18 @@ func SetSpinWait(d time.Duration) time.Duration {
 	return time.Duration(spinWait.Swap(int64(max(d, 0))))
 }
 
+// parkEpoch changes on every Park; a polling worker that sees it change
+// stops polling and parks.
+var parkEpoch atomic.Uint32
+
+// Park tells the workers polling for work (see SetSpinWait) to stop and park
+// now rather than when their spin wait runs out. A process about to block
+// on another process, such as a plugin that has answered its call or a host
+// that has sent one, calls it: nothing will come to its queue until the
+// other side is done, and on a machine with as many cores as threads the
+// polling would take a core that the other side computes on.
+func Park() { parkEpoch.Add(1) }
+
 // spinners counts the idle workers polling for work; at most
 // GOMAXPROCS-1 poll, so that a polling worker never holds the last P that
 // the goroutine calling Run needs.
@@ -152,6 +164,7 @@ func spinForWork() (item, bool) {
 		return item{}, false
 	}
 	defer spinners.Add(-1)
+	epoch := parkEpoch.Load()
 	start := time.Now()
 	for i := 1; ; i++ {
 		select {
@@ -160,7 +173,7 @@ func spinForWork() (item, bool) {
 		default:
 		}
 		if i%64 == 0 {
-			if time.Since(start) > d {
+			if time.Since(start) > d || parkEpoch.Load() != epoch {
 				return item{}, false
 			}
 			// Let a goroutine that this P should run (the Run caller

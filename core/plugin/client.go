@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sslrun/sslrun/core/parallel"
 	pb "github.com/sslrun/sslrun/core/plugin/proto"
 	"github.com/sslrun/sslrun/core/plugin/shm"
 	"github.com/sslrun/sslrun/core/tensor"
@@ -355,7 +356,8 @@ func (c *Client) clientConfig(spec LaunchSpec) *goplugin.ClientConfig {
 		SyncStderr:   stream("stderr"),
 		StartTimeout: spec.StartTimeout,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize))},
+			grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+			grpc.WithInitialWindowSize(windowSize), grpc.WithInitialConnWindowSize(windowSize)},
 	}
 }
 
@@ -622,6 +624,9 @@ func (c *Client) invoke(ctx context.Context, call string, step int64, f func(ctx
 	if c.local != nil {
 		err = runLocal(cctx, f)
 	} else {
+		// This process waits for the plugin's computation: its own
+		// idle kernel workers must not poll on the cores that needs.
+		parallel.Park()
 		err = f(cctx)
 	}
 	if err == nil {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +49,14 @@ var serveProtocol = ProtocolVersion
 // but large metric sets or schemas may exceed gRPC's 4 MiB default.
 const maxMsgSize = 64 << 20
 
+// windowSize is the HTTP/2 flow-control window of plugin connections, on
+// both ends. Setting it turns off gRPC's dynamic window (BDP estimation),
+// whose PING frames after received data wake the peer's reader goroutine,
+// and with it a thread that preempts the peer's kernels mid-computation.
+// Messages here carry references only, a few KiB at most, so a fixed 1 MiB
+// window never throttles them.
+const windowSize = 1 << 20
+
 // panicPrefix marks a status message that carries a recovered panic.
 const panicPrefix = "panic: "
 
@@ -55,6 +65,12 @@ const panicPrefix = "panic: "
 // that runs with a fixed thread count gives its plugins the same, so that
 // results do not depend on where a computation runs.
 const EnvThreads = "SSLRUN_THREADS"
+
+// EnvCPUProfile, when set to a directory in a plugin's environment, makes
+// the plugin write a CPU profile of its whole life to
+// DIR/<plugin>-<pid>.pprof (finished when the host closes it), for `go tool
+// pprof`: a plugin's time is otherwise invisible to the host's profiler.
+const EnvCPUProfile = "SSLRUN_PLUGIN_CPUPROFILE"
 
 // envBundled selects the bundled plugin a re-executed sslrun binary serves.
 const envBundled = "SSLRUN_PLUGIN_BUNDLED"
@@ -169,6 +185,13 @@ func serve(p Plugin) error {
 	zerolog.MessageFieldName = "@message"
 	log := zerolog.New(stderr).Level(zerolog.DebugLevel)
 	s := &server{p: &p, in: shm.NewRemote(false), log: &log}
+	if dir := os.Getenv(EnvCPUProfile); dir != "" {
+		stop, err := startCPUProfile(dir, p.Name)
+		if err != nil {
+			return fmt.Errorf("plugin %s: %s: %w", p.Name, EnvCPUProfile, err)
+		}
+		s.stopProfile = stop
+	}
 	defer s.in.Close()
 	defer func() {
 		// A call still running (hung) holds mu; the process is exiting
@@ -187,7 +210,8 @@ func serve(p Plugin) error {
 			serveProtocol: {pluginSetName: &grpcPlugin{server: s}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))...)
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
+				grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize))...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: p.Name, Level: hclog.Warn, Output: stderr, JSONFormat: true}),
 	}
@@ -249,6 +273,8 @@ type server struct {
 	in       *shm.Remote // host segments, read-only
 	out      *shm.Arena  // this plugin's output segments
 	outBytes int
+	// stopProfile finishes the EnvCPUProfile profile; guarded by mu.
+	stopProfile func()
 }
 
 func (s *server) Info(context.Context, *pb.Empty) (*pb.InfoResponse, error) {
@@ -289,6 +315,10 @@ func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.C
 func (s *server) Close(ctx context.Context, _ *pb.Empty) (*pb.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopProfile != nil {
+		s.stopProfile()
+		s.stopProfile = nil
+	}
 	err := s.guard("Close", func() error {
 		var errs []error
 		for _, c := range s.p.components() {
@@ -379,6 +409,9 @@ func (s *server) finish(resp *pb.CallResponse, out Output, arrays []Array) error
 func (s *server) run(ctx context.Context, call string, req *pb.CallRequest, f func(ctx context.Context, in Input) (Output, []Array, error)) (*pb.CallResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The host computes nothing until this call returns; idle kernel
+	// workers polling for more work would only take its cores.
+	defer parallel.Park()
 	in, err := s.begin(req)
 	if err != nil {
 		return nil, err
@@ -587,4 +620,22 @@ func ints(xs []int64) []int {
 		out[i] = int(x)
 	}
 	return out
+}
+
+// startCPUProfile starts profiling into dir/<name>-<pid>.pprof and returns
+// the function that finishes the file.
+func startCPUProfile(dir, name string) (func(), error) {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid()))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -198,3 +198,44 @@ func TestRunDynamicDoesNotAllocate(t *testing.T) {
 		t.Fatalf("RunDynamic allocates %v times per call", n)
 	}
 }
+
+// TestParkStopsPolling checks that Park ends the polling of idle workers
+// long before their spin wait would, and that work runs normally after it.
+func TestParkStopsPolling(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("no worker polls with GOMAXPROCS 1")
+	}
+	prevT := SetThreads(2)
+	defer SetThreads(prevT)
+	prev := SetSpinWait(time.Minute)
+	defer SetSpinWait(prev)
+	polling := func() bool {
+		// A worker starts polling after the Run that fed it returns.
+		for range 1000 {
+			if spinners.Load() > 0 {
+				return true
+			}
+			runtime.Gosched()
+		}
+		return false
+	}
+	var total atomic.Int64
+	For(64, 1, func(lo, hi int) { total.Add(int64(hi - lo)) })
+	if !polling() {
+		t.Skip("no worker started polling (machine too busy to observe)")
+	}
+	Park()
+	// With a one-minute spin wait, only Park can end the polling; give
+	// the worker a generous while to notice.
+	deadline := time.Now().Add(10 * time.Second)
+	for spinners.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("workers still polling 10 s after Park")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	For(64, 1, func(lo, hi int) { total.Add(int64(hi - lo)) })
+	if got := total.Load(); got != 128 {
+		t.Fatalf("total = %d, want 128", got)
+	}
+}

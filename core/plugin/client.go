@@ -88,7 +88,12 @@ type Host struct {
 
 	mu      sync.Mutex
 	clients map[*Client]struct{}
+	serial  uint32 // of the last client added
 	closed  bool
+
+	// editForward, set only by tests, edits the description of a
+	// forwarded segment (to make the callee fail to map it).
+	editForward func(*shm.Desc)
 }
 
 // NewHost creates a host with its arena.
@@ -155,6 +160,8 @@ func (h *Host) add(c *Client) error {
 	if h.closed {
 		return errors.New("plugin host is closed")
 	}
+	h.serial++
+	c.serial = h.serial
 	h.clients[c] = struct{}{}
 	return nil
 }
@@ -218,6 +225,11 @@ type Client struct {
 	inherited map[uint32]int // host segment id -> descriptor in the child
 	out       *shm.Remote    // the plugin's output segments
 	outBytes  int
+	serial    uint32 // this client's number in its host, for forwarded segment ids
+	// noForward is set when the plugin could not map another plugin's
+	// output segment (see Client.forward); its inputs are copied from then
+	// on. Guarded by mu.
+	noForward bool
 
 	// In-process mode.
 	local    *Plugin

@@ -3,8 +3,11 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/sslrun/sslrun/core/plugin/proto"
 	"github.com/sslrun/sslrun/core/plugin/shm"
@@ -37,22 +40,84 @@ func (c *Client) Encoder() Encoder {
 	return encoderClient{c}
 }
 
-// request stages in's tensors in the host arena (no copy for tensors
-// allocated with Host.NewTensor) and lists the segments they live in.
-func (c *Client) request(in Input) (*pb.CallRequest, error) {
-	ts, err := putTensors(c.host.arena, in.Tensors, in.Scalars)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q: stage inputs at step %d: %w", c.name, in.Step.Step, err)
+// request stages in's tensors for the plugin and lists the segments they
+// live in: no copy for tensors allocated with Host.NewTensor, nor (when
+// forward is true) for outputs of another subprocess plugin, which the
+// callee maps from that plugin directly; anything else is copied into the
+// host arena.
+func (c *Client) request(in Input, forward bool) (*pb.CallRequest, bool, error) {
+	ts := &pb.Tensors{Refs: make(map[string]*pb.Ref, len(in.Tensors)), Scalars: in.Scalars}
+	var fwd []shm.Desc
+	for name, t := range in.Tensors {
+		if t == nil {
+			return nil, false, fmt.Errorf("plugin %q: stage inputs at step %d: tensor %q is nil", c.name, in.Step.Step, name)
+		}
+		r, ok := c.host.arena.Locate(t)
+		if !ok && forward {
+			var d shm.Desc
+			if r, d, ok = c.host.forward(c, t); ok && !slices.ContainsFunc(fwd, func(e shm.Desc) bool { return e.ID == d.ID }) {
+				fwd = append(fwd, d)
+			}
+		}
+		if !ok {
+			var err error
+			if r, err = c.host.arena.Put(t); err != nil {
+				return nil, false, fmt.Errorf("plugin %q: stage inputs at step %d: tensor %q: %w", c.name, in.Step.Step, name, err)
+			}
+		}
+		ts.Refs[name] = refToPB(r)
 	}
 	segs := c.host.arena.Segments()
-	descs := make([]shm.Desc, len(segs))
+	descs := make([]shm.Desc, len(segs), len(segs)+len(fwd))
 	for i, s := range segs {
 		descs[i] = s.Desc()
 		if fd, ok := c.inherited[s.ID()]; ok {
 			descs[i].FD = fd
 		}
 	}
-	return &pb.CallRequest{Step: stepToPB(in.Step), Arenas: descsToPB(descs), Inputs: ts, Name: in.Name}, nil
+	descs = append(descs, fwd...)
+	return &pb.CallRequest{Step: stepToPB(in.Step), Arenas: descsToPB(descs), Inputs: ts, Name: in.Name}, len(fwd) > 0, nil
+}
+
+// forwardedID marks a segment id as another plugin's output segment, so
+// that it cannot clash with the host arena's ids (small counters from 1)
+// in the callee's map of segments: the high bit, the owner's client number
+// and the owner's own segment id.
+func forwardedID(owner, seg uint32) (uint32, bool) {
+	if owner >= 1<<15 || seg >= 1<<16 {
+		return 0, false
+	}
+	return 1<<31 | owner<<16 | seg, true
+}
+
+// forward finds t in the output segments of a subprocess plugin other than
+// to and returns its reference under a forwarded id with the segment's
+// description: the callee opens the owner's /proc/<pid>/fd/<n> read-only.
+// The tensor stays valid while the callee runs because the host calls
+// plugins one at a time and an output lives until its owner's next call.
+func (h *Host) forward(to *Client, t *tensor.T) (shm.Ref, shm.Desc, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for o := range h.clients {
+		if o == to || o.out == nil {
+			continue
+		}
+		r, owner, ok := o.out.Locate(t)
+		if !ok {
+			continue
+		}
+		id, ok := forwardedID(o.serial, r.Segment)
+		if !ok {
+			return shm.Ref{}, shm.Desc{}, false
+		}
+		r.Segment = id
+		d := shm.Desc{ID: id, Size: owner.Size, FD: -1, Pid: owner.Pid, OwnerFD: owner.FD}
+		if h.editForward != nil {
+			h.editForward(&d)
+		}
+		return r, d, true
+	}
+	return shm.Ref{}, shm.Desc{}, false
 }
 
 // outputs maps the plugin's announced output segments and resolves its
@@ -84,15 +149,35 @@ func (c *Client) invokeLocalOut(ctx context.Context, call string, step int64, f 
 // callRPC is the subprocess path shared by every tensor-carrying call.
 func (c *Client) callRPC(ctx context.Context, call string, in Input,
 	rpc func(ctx context.Context, req *pb.CallRequest, opts ...grpc.CallOption) (*pb.CallResponse, error)) (*pb.CallResponse, map[string]*tensor.T, map[string]float64, error) {
-	req, err := c.request(in)
+	c.mu.Lock()
+	forward := !c.noForward
+	c.mu.Unlock()
+	req, forwarded, err := c.request(in, forward)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	var resp *pb.CallResponse
-	if err := c.invoke(ctx, call, in.Step.Step, func(ctx context.Context) (err error) {
+	var rpcErr error
+	call1 := func(ctx context.Context) (err error) {
 		resp, err = rpc(ctx, req)
+		rpcErr = err
 		return err
-	}); err != nil {
+	}
+	err = c.invoke(ctx, call, in.Step.Step, call1)
+	if err != nil && forwarded && status.Code(rpcErr) == codes.FailedPrecondition {
+		// The plugin could not open another plugin's segment (a system
+		// that restricts /proc/<pid>/fd): it failed before computing
+		// anything, so send the same call again with copied inputs.
+		c.mu.Lock()
+		c.noForward = true
+		c.mu.Unlock()
+		c.log.Warn().Err(rpcErr).Str("call", call).Msg("plugin cannot map other plugins' outputs; copying its inputs from now on")
+		if req, _, err = c.request(in, false); err != nil {
+			return nil, nil, nil, err
+		}
+		err = c.invoke(ctx, call, in.Step.Step, call1)
+	}
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	ts, scalars, err := c.outputs(call, in.Step.Step, resp)

@@ -912,3 +912,81 @@ func TestBackwardStepProtocol1(t *testing.T) {
 		t.Fatalf("embed after BackwardStep = %v, %v: the step was not applied", emb, err)
 	}
 }
+
+// TestForwardedOutputs checks that one subprocess plugin's outputs reach
+// another without a copy: the callee maps the producer's output segment
+// (the host arena stays as the staged inputs left it), the values arrive
+// intact, and when the callee cannot map it the host falls back to
+// copying, once and for all.
+func TestForwardedOutputs(t *testing.T) {
+	ctx := context.Background()
+	for _, broken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("broken=%v", broken), func(t *testing.T) {
+			h, _ := newHost(t, 0)
+			if broken {
+				h.BreakForwardingForTest()
+			}
+			enc := launch(t, h, "matmul", "subprocess", plugin.LaunchSpec{}).Encoder()
+			loss := launch(t, h, "quad", "subprocess", plugin.LaunchSpec{})
+			configure(t, loss, "")
+			an := launch(t, h, "mean", "subprocess", plugin.LaunchSpec{}).Analyzer()
+			if err := enc.Build(ctx, plugin.EncoderSpec{InputShape: []int{3},
+				Heads: []plugin.HeadSpec{{Name: "projector", Input: "backbone", Dims: []int{2}}}}); err != nil {
+				t.Fatal(err)
+			}
+			for step := int64(1); step <= 2; step++ {
+				if err := h.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				x1 := filled(t, h, true, func(i int) float32 { return float32(i) }, 2, 3)
+				x2 := filled(t, h, true, func(i int) float32 { return float32(i % 2) }, 2, 3)
+				staged := h.ArenaUsedForTest()
+				out, err := enc.Forward(ctx, plugin.Input{Step: plugin.Step{Step: step, Train: true},
+					Tensors: map[string]*tensor.T{"x1": x1, "x2": x2}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				z1, z2 := out.Tensors["z1"], out.Tensors["z2"]
+				var want float64
+				for i := range z1.Data {
+					d := float64(z1.Data[i] - z2.Data[i])
+					want += 0.5 * d * d
+				}
+				res, err := loss.Loss().Compute(ctx, plugin.LossInputs{Step: plugin.Step{Step: step},
+					Tensors: map[string]*tensor.T{"a": z1, "b": z2}})
+				if err != nil {
+					t.Fatalf("step %d: compute: %v", step, err)
+				}
+				if !near(res.Loss, want) {
+					t.Fatalf("step %d: loss %v, want %v", step, res.Loss, want)
+				}
+				// The analyzer sees one plugin's outputs and another's gradients.
+				ms, _, err := an.Observe(ctx, plugin.StepTensors{Step: plugin.Step{Step: step},
+					Tensors: map[string]*tensor.T{"z1": z1, "grad/a": res.Grads["a"]}})
+				if err != nil {
+					t.Fatalf("step %d: observe: %v", step, err)
+				}
+				for _, m := range ms {
+					src := z1
+					if m.Context["tensor"] == "grad/a" {
+						src = res.Grads["a"]
+					}
+					var sum float64
+					for _, v := range src.Data {
+						sum += float64(v)
+					}
+					if !near(m.Value, sum/float64(len(src.Data))) {
+						t.Fatalf("step %d: analyzer mean of %s = %v, want %v", step, m.Context["tensor"], m.Value, sum/float64(len(src.Data)))
+					}
+				}
+				copied := h.ArenaUsedForTest() - staged
+				if !broken && copied != 0 {
+					t.Fatalf("step %d: %d bytes copied into the host arena, want 0 (forwarded)", step, copied)
+				}
+				if broken && copied == 0 {
+					t.Fatalf("step %d: nothing copied although the callees cannot map forwarded segments", step)
+				}
+			}
+		})
+	}
+}

@@ -114,6 +114,13 @@ func (a *Arena) Put(t *tensor.T) (Ref, error) {
 	return r, nil
 }
 
+// Used reports the bytes handed out since the last Reset.
+func (a *Arena) Used() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.used
+}
+
 // Reset starts a new step: every region handed out before is free again.
 // If the last step spilled over several segments they are retired and
 // replaced by one segment large enough for that step.
@@ -221,6 +228,28 @@ func (r *Remote) View(ref Ref) (*tensor.T, error) {
 		return nil, fmt.Errorf("shm: unknown segment %d", ref.Segment)
 	}
 	return s.View(ref)
+}
+
+// Locate returns t's Ref when t's data lies in a current (not retired)
+// segment of the set, and that segment's owner: its process and descriptor
+// there, through which a third process can map the same memory. A host
+// uses it to hand one plugin's outputs to another without a copy.
+func (r *Remote) Locate(t *tensor.T) (Ref, Owner, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.segs {
+		if ref, ok := s.Locate(t); ok && s.owner.Pid > 0 && s.owner.OwnerFD >= 0 {
+			return ref, Owner{Pid: s.owner.Pid, FD: s.owner.OwnerFD, Size: uint64(s.Size())}, true
+		}
+	}
+	return Ref{}, Owner{}, false
+}
+
+// Owner locates a segment in the process that created it.
+type Owner struct {
+	Pid  int
+	FD   int
+	Size uint64
 }
 
 // Contains reports whether addr lies in a mapped segment, so a fault at

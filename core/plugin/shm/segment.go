@@ -116,6 +116,7 @@ type Segment struct {
 	file     *os.File
 	data     []byte
 	writable bool
+	owner    Desc // how a mapped segment was described to this process
 }
 
 // Create makes a new sealed, writable segment of size bytes (rounded up to
@@ -176,6 +177,7 @@ func Map(d Desc, writable bool) (*Segment, error) {
 		f.Close()
 		return nil, err
 	}
+	seg.owner = d
 	return seg, nil
 }
 

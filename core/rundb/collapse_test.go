@@ -169,8 +169,8 @@ func TestCollapseVerdict(t *testing.T) {
 }
 
 // TestMigrateFromV2 writes runs with this package, turns the file into
-// exactly what version 2 left (its run_final view, user_version 2; the
-// tables did not change in version 3), checks that its view gives version
+// exactly what version 2 left (its run_final view, the plugins table
+// without attempts, user_version 2), checks that its view gives version
 // 2's verdicts, and opens it: the migration replaces run_final, keeps every
 // column and row, adds knn_at_chance, and collapsed AND
 // ifnull(knn_at_chance, 1) is version 2's verdict.
@@ -201,8 +201,16 @@ func TestMigrateFromV2(t *testing.T) {
 	}
 	m2 := rundb.Migrations()[1]
 	v2view := m2[strings.Index(m2, "CREATE VIEW run_final"):]
+	// Version 4 added the plugins table's attempt column: put back the
+	// table as versions 1-3 had it, with the same rows.
+	m1 := rundb.Migrations()[0]
+	v1plugins := m1[strings.Index(m1, "CREATE TABLE plugins"):]
+	v1plugins = v1plugins[:strings.Index(v1plugins, ");")+2]
 	raw := rawOpen(t, path)
-	for _, q := range []string{"DROP VIEW run_final", v2view, "PRAGMA user_version = 2"} {
+	for _, q := range []string{"DROP VIEW run_final", v2view,
+		"CREATE TEMP TABLE p AS SELECT run_id, role, name, version, sha256 FROM plugins",
+		"DROP TABLE plugins", v1plugins, "INSERT INTO plugins SELECT * FROM temp.p", "DROP TABLE temp.p",
+		"PRAGMA user_version = 2"} {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatalf("%.40s: %v", q, err)
 		}
@@ -211,6 +219,7 @@ func TestMigrateFromV2(t *testing.T) {
 		t.Fatalf("the fixture's schema is not version 2's:\n got %q\nwant %q", got, want)
 	}
 	v2cols := columns(t, raw, "SELECT * FROM run_final")
+	pluginRows := count(t, raw, "SELECT count(*) FROM plugins")
 	v2rows := map[int64]string{}
 	rows, err := raw.Query(`SELECT run_id, quote(collapsed) || ' ' || quote(knn_top1) || ' ' || quote(m_o) || ' ' ||
 		quote(std_sqrt_d) || ' ' || quote(loss) || ' ' || quote(num_classes) FROM run_final`)
@@ -246,6 +255,10 @@ func TestMigrateFromV2(t *testing.T) {
 		t.Fatalf("user_version %d after Open, want %d", v, rundb.SchemaVersion)
 	}
 	integrity(t, db.SQL())
+	// Version 4: every plugin row is kept, as attempt 1's.
+	if n, m := count(t, db.SQL(), "SELECT count(*) FROM plugins"), count(t, db.SQL(), "SELECT count(*) FROM plugins WHERE attempt = 1"); n == 0 || n != m || n != pluginRows {
+		t.Errorf("plugins after migration: %d rows, %d of attempt 1, want %d, all of attempt 1", n, m, pluginRows)
+	}
 	if got, want := columns(t, db.SQL(), "SELECT * FROM run_final"), append(v2cols, "knn_at_chance"); !slices.Equal(got, want) {
 		t.Errorf("run_final columns\n got %v\nwant %v", got, want)
 	}

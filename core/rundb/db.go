@@ -169,8 +169,40 @@ func Open(path string) (*DB, error) {
 		return nil, err
 	}
 	db.recovered = ids
+	db.reserve()
 	return db, nil
 }
+
+// reserveBytes is the space Open sets aside beside a writable database,
+// in FILE-reserve, for a full disk: a run's Finish deletes the file when
+// its final status cannot be written for lack of space and tries again,
+// so that the run ends FAILED, with its error, instead of staying RUNNING
+// until the next Open finds its process gone.
+const reserveBytes = 256 << 10
+
+func (db *DB) reservePath() string { return db.path + "-reserve" }
+
+// reserve makes sure the reserve file exists at full size. A disk already
+// too full for it is not an error: Finish then has nothing to release.
+func (db *DB) reserve() {
+	p := db.reservePath()
+	if st, err := os.Stat(p); err == nil && st.Size() >= reserveBytes {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return
+	}
+	// Zeros, not a hole: a sparse file would free nothing when deleted.
+	_, err = f.Write(make([]byte, reserveBytes))
+	if cerr := f.Close(); err != nil || cerr != nil {
+		os.Remove(p)
+	}
+}
+
+// releaseReserve deletes the reserve file and reports whether there was
+// one to delete.
+func (db *DB) releaseReserve() bool { return os.Remove(db.reservePath()) == nil }
 
 // OpenReadOnly opens an existing database so that no statement can change
 // it: SQLite opens the file read-only (mode=ro) and the connection refuses

@@ -88,8 +88,10 @@ func TestFullFilesystem(t *testing.T) {
 	}
 	var status string
 	db.SQL().QueryRow("SELECT status FROM runs").Scan(&status)
-	if status != "FAILED" && status != "CRASHED" {
-		t.Errorf("run status %s, want FAILED (or CRASHED when even the status could not be written)", status)
+	// Finish released the reserve file Open set aside, so the final
+	// status fits although the metrics did not.
+	if status != "FAILED" {
+		t.Errorf("run status %s, want FAILED", status)
 	}
 }
 

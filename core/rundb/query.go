@@ -245,9 +245,9 @@ func (db *DB) ShowRun(ctx context.Context, ref string) (*RunDetail, error) {
 		q string
 		f func(*sql.Rows) error
 	}{
-		{`SELECT role, name, version, sha256 FROM plugins WHERE run_id = ? ORDER BY role, name`, func(rs *sql.Rows) error {
+		{`SELECT role, name, version, sha256, attempt FROM plugins WHERE run_id = ? ORDER BY attempt, role, name`, func(rs *sql.Rows) error {
 			var p Plugin
-			err := rs.Scan(&p.Role, &p.Name, &p.Version, &p.SHA256)
+			err := rs.Scan(&p.Role, &p.Name, &p.Version, &p.SHA256, &p.Attempt)
 			d.Plugins = append(d.Plugins, p)
 			return err
 		}},
@@ -388,7 +388,11 @@ func (d *RunDetail) WriteText(w io.Writer) error {
 	p("code version", d.CodeVersion)
 	p("config hash", d.ConfigHash)
 	for _, pl := range d.Plugins {
-		p("plugin "+pl.Role, fmt.Sprintf("%s %s sha256:%s", pl.Name, pl.Version, pl.SHA256))
+		key := "plugin " + pl.Role
+		if pl.Attempt > 1 {
+			key += fmt.Sprintf(" (attempt %d)", pl.Attempt)
+		}
+		p(key, fmt.Sprintf("%s %s sha256:%s", pl.Name, pl.Version, pl.SHA256))
 	}
 	tags := make([]string, 0, len(d.Tags))
 	for k := range d.Tags {

@@ -50,6 +50,9 @@ type Plugin struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	SHA256  string `json:"sha256"`
+	// Attempt is the run attempt that ran this plugin (1 for the first;
+	// see Run.LogPlugins). Ignored by CreateRun, which records attempt 1.
+	Attempt int `json:"attempt"`
 }
 
 // RunSpec describes a new run. Config is the resolved configuration as a
@@ -320,11 +323,8 @@ func (db *DB) CreateRun(ctx context.Context, spec RunSpec) (*Run, error) {
 			VALUES (?, 1, ?, 'RUNNING', ?, ?)`, r.id, now, self.host, self.pid); err != nil {
 			return err
 		}
-		for _, p := range spec.Plugins {
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO plugins (run_id, role, name, version, sha256)
-				VALUES (?,?,?,?,?)`, r.id, p.Role, p.Name, p.Version, p.SHA256); err != nil {
-				return err
-			}
+		if err := insertPlugins(ctx, tx, r.id, 1, spec.Plugins); err != nil {
+			return err
 		}
 		if err := insertParams(ctx, tx, r.id, params); err != nil {
 			return err
@@ -337,6 +337,27 @@ func (db *DB) CreateRun(ctx context.Context, spec RunSpec) (*Run, error) {
 	}
 	r.uuid, r.attempt = uuid, 1
 	return r, nil
+}
+
+func insertPlugins(ctx context.Context, tx execer, id int64, attempt int, plugins []Plugin) error {
+	for _, p := range plugins {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO plugins (run_id, attempt, role, name, version, sha256)
+			VALUES (?,?,?,?,?,?)`, id, attempt, p.Role, p.Name, p.Version, p.SHA256); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LogPlugins records the plugins this attempt of the run runs with: a
+// resumed run calls it after ResumeRun, since the binary or an external
+// plugin may have changed since the run started.
+func (r *Run) LogPlugins(ctx context.Context, plugins []Plugin) error {
+	err := r.tx(ctx, func(tx execer) error { return insertPlugins(ctx, tx, r.id, r.attempt, plugins) })
+	if err != nil {
+		return r.db.wrap(err, "run %d: log plugins", r.id)
+	}
+	return nil
 }
 
 // ResumeRun reopens a KILLED or CRASHED run (or a FAILED one marked
@@ -1016,7 +1037,7 @@ func (r *Run) Finish(status Status, runErr error) error {
 		msg = strings.TrimPrefix(fmt.Sprintf("%s; %d metric rows were dropped after commits failed", msg, r.dropped), "; ")
 	}
 	now := nowMillis()
-	err := r.tx(ctx, func(tx execer) error {
+	record := func(tx execer) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, end_time = ?, heartbeat = ?, error = ?
 			WHERE id = ?`, status, now, now, msg, r.id); err != nil {
 			return err
@@ -1024,7 +1045,11 @@ func (r *Run) Finish(status Status, runErr error) error {
 		_, err := tx.ExecContext(ctx, `UPDATE run_attempts SET status = ?, end_time = ? WHERE run_id = ? AND attempt = ?`,
 			status, now, r.id, r.attempt)
 		return err
-	})
+	}
+	err := r.tx(ctx, record)
+	if errors.Is(err, ErrDiskFull) && r.db.releaseReserve() {
+		err = r.tx(ctx, record)
+	}
 	r.finished = true
 	r.close()
 	if err != nil {

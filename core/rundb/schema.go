@@ -358,8 +358,29 @@ SELECT m.*,
 	END AS knn_at_chance
 FROM run_metrics m;
 `,
+
+	// 4: plugin provenance per attempt. A run resumed by another sslrun
+	// build (or with a re-pinned external plugin) ran its later steps with
+	// other code; the plugins table kept only what the first attempt ran.
+	// Rows written before have attempt 1, the only attempt that wrote them.
+	`
+CREATE TEMP TABLE plugins_v3 AS SELECT run_id, role, name, version, sha256 FROM plugins;
+DROP TABLE plugins;
+CREATE TABLE plugins (
+	run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+	attempt INTEGER NOT NULL DEFAULT 1,
+	role    TEXT    NOT NULL,
+	name    TEXT    NOT NULL,
+	version TEXT    NOT NULL DEFAULT '',
+	sha256  TEXT    NOT NULL DEFAULT '',
+	PRIMARY KEY (run_id, attempt, role, name)
+);
+INSERT INTO plugins (run_id, attempt, role, name, version, sha256)
+	SELECT run_id, 1, role, name, version, sha256 FROM temp.plugins_v3;
+DROP TABLE temp.plugins_v3;
+`,
 }
 
 // SchemaVersion is the PRAGMA user_version of a database created or migrated
 // by this package; it equals len(migrations) (a test checks).
-const SchemaVersion = 3
+const SchemaVersion = 4

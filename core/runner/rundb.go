@@ -84,6 +84,12 @@ func (d *DBRecorders) Factory(ctx context.Context, info RunInfo) (Recorder, erro
 		if rec.run, err = db.ResumeRun(rec.ctx, id); err != nil {
 			return nil, err
 		}
+		// This attempt may run another build of sslrun or a re-pinned
+		// external plugin than the first did.
+		if err := rec.run.LogPlugins(rec.ctx, dbPlugins(info.Plugins)); err != nil {
+			rec.run.Finish(rundb.StatusKilled, err) // still resumable
+			return nil, err
+		}
 		return rec, nil
 	}
 	spec := rundb.RunSpec{
@@ -97,9 +103,7 @@ func (d *DBRecorders) Factory(ctx context.Context, info RunInfo) (Recorder, erro
 	for k, v := range info.Tags {
 		spec.Tags[k] = v
 	}
-	for _, p := range info.Plugins {
-		spec.Plugins = append(spec.Plugins, rundb.Plugin{Role: p.Role, Name: p.Name, Version: p.Version, SHA256: p.SHA256})
-	}
+	spec.Plugins = dbPlugins(info.Plugins)
 	if len(spec.Plugins) == 0 {
 		spec.Plugins = []rundb.Plugin{{Role: "loss", Name: info.Method}}
 	}
@@ -191,4 +195,13 @@ func (r *dbRecorder) LogArtifact(kind, path string, step int64) error {
 func (r *dbRecorder) Finish(status Status, resumable bool, runErr error) error {
 	err := r.run.SetResumable(r.ctx, resumable)
 	return errors.Join(err, r.run.Finish(status, runErr))
+}
+
+// dbPlugins converts a run's plugin provenance to the database's rows.
+func dbPlugins(ps []PluginRecord) []rundb.Plugin {
+	out := make([]rundb.Plugin, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, rundb.Plugin{Role: p.Role, Name: p.Name, Version: p.Version, SHA256: p.SHA256})
+	}
+	return out
 }

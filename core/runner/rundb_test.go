@@ -81,10 +81,14 @@ func TestRunDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []rundb.Plugin{
-		{Role: "analyzer", Name: "decompose", Version: "0.0.1", SHA256: hex.EncodeToString(sum)},
-		{Role: "encoder", Name: "encoder", Version: nnencoder.Version, SHA256: hex.EncodeToString(sum)},
-		{Role: "loss", Name: "simsiam", Version: "0.0.1", SHA256: hex.EncodeToString(sum)},
+	// Each attempt records the plugins it ran (a resume may run another
+	// build): the same ones here, once per attempt.
+	var want []rundb.Plugin
+	for attempt := 1; attempt <= 2; attempt++ {
+		want = append(want,
+			rundb.Plugin{Role: "analyzer", Name: "decompose", Version: "0.0.1", SHA256: hex.EncodeToString(sum), Attempt: attempt},
+			rundb.Plugin{Role: "encoder", Name: "encoder", Version: nnencoder.Version, SHA256: hex.EncodeToString(sum), Attempt: attempt},
+			rundb.Plugin{Role: "loss", Name: "simsiam", Version: "0.0.1", SHA256: hex.EncodeToString(sum), Attempt: attempt})
 	}
 	if !slices.Equal(d.Plugins, want) {
 		t.Errorf("plugins:\n got %+v\nwant %+v", d.Plugins, want)

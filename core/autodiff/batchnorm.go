@@ -134,9 +134,15 @@ func (tp *Tape) backwardBatchNorm(nd *node) {
 	var dx []float32
 	acc := false
 	if x.requires {
-		var overwrite bool
-		dx, overwrite = tp.gradOf(x)
-		acc = !overwrite
+		// With reuseGrads, x's gradient can overwrite the output's in
+		// place: the kernel reads each dy only at the index of the dx it
+		// writes, after its reductions over dy.
+		var ok bool
+		if dx, ok = tp.passGrad(nd); !ok {
+			var overwrite bool
+			dx, overwrite = tp.gradOf(x)
+			acc = !overwrite
+		}
 	} else if train {
 		dx = tp.scratch(len(g)) // the training kernel always writes dx
 	}

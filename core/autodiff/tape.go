@@ -3,6 +3,7 @@ package autodiff
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/sslrun/sslrun/core/kernel"
 	"github.com/sslrun/sslrun/core/tensor"
@@ -24,7 +25,7 @@ type Var struct {
 	// it empty.
 	Name string
 
-	slot     int32 // planGrads: 1 + the buffer the Var's gradient uses
+	slot     int32 // planGrads: 1 + the gradient request the Var's gradient is
 	requires bool  // gradient flows into this Var
 	param    bool  // Grad is persistent or pre-zeroed: always accumulate
 	fresh    bool  // Grad buffer taken from the arena but not yet written
@@ -208,10 +209,9 @@ func (tp *Tape) Backward(loss *Var) error {
 			o.Grad = nil
 		}
 	}
-	if tp.reuseGrads && len(tp.grads.all) == 0 {
+	if tp.reuseGrads {
 		tp.planGrads(loss)
 	}
-	tp.grads.reset()
 	g, overwrite := tp.gradOf(loss)
 	if overwrite {
 		g[0] = 1
@@ -224,10 +224,11 @@ func (tp *Tape) Backward(loss *Var) error {
 			continue // no gradient reached this op
 		}
 		tp.backward(n)
-		if o := n.out; tp.reuseGrads && o.base == nil && !o.param {
+		if o := n.out; tp.reuseGrads && o.base == nil && !o.param && o.Grad != nil {
 			// Every op that reads o (they come later on the tape) has
 			// run, and so has the one that made it: o.Grad is dead.
-			tp.grads.put(o.Grad.Data)
+			// (It is already nil when the op handed the buffer on to
+			// its operand: see passGrad.)
 			o.Grad = nil
 		}
 	}
@@ -237,14 +238,28 @@ func (tp *Tape) Backward(loss *Var) error {
 	return nil
 }
 
-// planGrads sizes the empty gradient pool before the first Backward with
-// reuse: it replays the gradient buffers' lifetimes (an operand's buffer is
-// taken when the first op that reads it runs backward, and freed after the
-// op that produced it) on buffer sizes only, so that the pool is allocated
-// once at the sizes the step needs instead of growing through smaller
-// buffers that would linger as garbage.
+// planGrads plans the gradient buffers of a Backward with reuse. It
+// replays the buffers' lifetimes on the tape (an operand's gradient is
+// taken when the first op that reads it runs backward, as gradOf does, and
+// is dead after the op that produced it has run backward) and then packs
+// these intervals into as few bytes of buffers as it can: largest first,
+// each into the first buffer none of whose intervals overlaps it (greedy
+// by size, as static memory planners for inference do). gradOf then hands
+// every Var the buffer the plan gave it. A repeated step makes the same
+// plan, so the pool is allocated once, at the sizes the step needs.
 func (tp *Tape) planGrads(loss *Var) {
-	var p sizePool
+	p := &tp.grads
+	p.size, p.start, p.end = p.size[:0], p.start[:0], p.end[:0]
+	for i := range tp.nodes {
+		n := &tp.nodes[i]
+		for _, v := range [...]*Var{n.out, n.a, n.b, n.c} {
+			if v != nil {
+				v.slot = 0
+			}
+		}
+	}
+	loss.slot = 0
+	now := 0
 	take := func(v *Var) {
 		if v.base != nil {
 			v = v.base
@@ -252,7 +267,10 @@ func (tp *Tape) planGrads(loss *Var) {
 		if !v.requires || v.param || v.slot != 0 {
 			return
 		}
-		v.slot = int32(p.get(len(v.Value.Data))) + 1
+		p.size = append(p.size, len(v.Value.Data))
+		p.start = append(p.start, now)
+		p.end = append(p.end, math.MaxInt)
+		v.slot = int32(len(p.size))
 	}
 	take(loss)
 	for i := len(tp.nodes) - 1; i >= 0; i-- {
@@ -260,52 +278,143 @@ func (tp *Tape) planGrads(loss *Var) {
 		if n.out.slot == 0 {
 			continue
 		}
+		now++
+		if x := n.a; canPassGrad(n) && x.slot == 0 {
+			// passGrad: the operand's gradient continues the output's.
+			x.slot = n.out.slot
+			for _, y := range [...]*Var{n.b, n.c} {
+				if y != nil {
+					take(y)
+				}
+			}
+			continue
+		}
 		for _, x := range [...]*Var{n.a, n.b, n.c} {
 			if x != nil {
 				take(x)
 			}
 		}
-		p.free[n.out.slot-1] = true
-		n.out.slot = 0
+		p.end[n.out.slot-1] = now
 	}
-	for _, n := range p.size {
-		if n > 0 {
-			tp.grads.all = append(tp.grads.all, make([]float32, n))
+	p.pack()
+}
+
+// canPassGrad reports whether the backward pass of nd may write its first
+// operand's gradient over its output's gradient when that operand has no
+// gradient yet (see passGrad): the op computes it elementwise from the
+// output's gradient at the same index, after any reduction over that
+// gradient, and the operand is an intermediate of the output's size.
+func canPassGrad(nd *node) bool {
+	x := nd.a
+	return !clearGrads && nd.op == opBatchNorm && nd.t0 && x.requires && x.base == nil && !x.param &&
+		len(x.Value.Data) == len(nd.out.Value.Data)
+}
+
+// passGrad gives nd's first operand, which has no gradient yet, nd's output
+// gradient buffer as its own, for an op that then overwrites it in place
+// with the operand's gradient: the output's gradient is dead after this op
+// (every op reading the output has run backward), so with reuseGrads on
+// the two need not be alive at once, which halves the gradient memory of a
+// chain of convolutions and batch norms. It reports false, changing
+// nothing, when the op must use a buffer of its own. It follows
+// planGrads' decision (the two Vars then share one request), which the
+// plan's buffer assignment relies on.
+func (tp *Tape) passGrad(nd *node) ([]float32, bool) {
+	x, o := nd.a, nd.out
+	if !tp.reuseGrads || x.slot == 0 || x.slot != o.slot || x.Grad != nil || o.Grad == nil || o.base != nil {
+		return nil, false
+	}
+	g := o.Grad.Data
+	o.Grad = nil
+	x.Grad = tp.tensorOf(g, x.Value.Shape)
+	x.fresh = false
+	return g, true
+}
+
+// gradPool holds the gradient buffers Backward recycles with reuseGrads
+// on, and the plan (see planGrads) of which request uses which buffer.
+// Its slices are reused from step to step, so a repeated step allocates
+// nothing.
+type gradPool struct {
+	all [][]float32 // the buffers
+
+	// Request r (a Var's slot - 1) needs size[r] floats from the op
+	// numbered start[r] to end[r] (inclusive) and is given all[buf[r]].
+	size, start, end, buf []int
+	order                 []int   // requests, largest first
+	users                 [][]int // per buffer: the requests given it
+}
+
+// pack assigns the requests to buffers and grows the buffers to fit.
+func (p *gradPool) pack() {
+	p.order = p.order[:0]
+	for r := range p.size {
+		p.order = append(p.order, r)
+	}
+	// Insertion sort: stable (ties keep request order, so the plan is
+	// deterministic) and allocation-free; a tape has at most a few
+	// hundred gradient requests.
+	for i := 1; i < len(p.order); i++ {
+		for j := i; j > 0 && p.size[p.order[j]] > p.size[p.order[j-1]]; j-- {
+			p.order[j], p.order[j-1] = p.order[j-1], p.order[j]
+		}
+	}
+	for b := range p.users {
+		p.users[b] = p.users[b][:0]
+	}
+	nb := 0
+	p.buf = p.buf[:0]
+	for range p.size {
+		p.buf = append(p.buf, -1)
+	}
+	for _, r := range p.order {
+		b := 0
+		for ; b < nb; b++ {
+			if !p.overlaps(b, r) {
+				break
+			}
+		}
+		if b == nb {
+			nb++
+			if b == len(p.users) {
+				p.users = append(p.users, nil)
+			}
+		}
+		p.users[b] = append(p.users[b], r)
+		p.buf[r] = b
+	}
+	// Buffer b's size is that of its first (largest) request.
+	for b := 0; b < nb; b++ {
+		n := p.size[p.users[b][0]]
+		if b == len(p.all) {
+			p.all = append(p.all, nil)
+		}
+		if cap(p.all[b]) < n {
+			p.all[b] = make([]float32, n)
 		}
 	}
 }
 
-// sizePool is gradPool on sizes alone, for planGrads.
-type sizePool struct {
-	size []int
-	free []bool
+// overlaps reports whether request r's interval meets one of buffer b's.
+func (p *gradPool) overlaps(b, r int) bool {
+	for _, q := range p.users[b] {
+		if p.start[q] <= p.end[r] && p.start[r] <= p.end[q] {
+			return true
+		}
+	}
+	return false
 }
 
-func (p *sizePool) get(n int) int {
-	best, big := -1, -1
-	for i, c := range p.size {
-		if !p.free[i] {
-			continue
-		}
-		if c >= n && (best < 0 || c < p.size[best]) {
-			best = i
-		}
-		if big < 0 || c > p.size[big] {
-			big = i
+// get returns v's planned buffer, or a new one if the plan did not
+// foresee v (it always does for the ops of this package).
+func (p *gradPool) get(v *Var) []float32 {
+	n := len(v.Value.Data)
+	if v.slot > 0 && int(v.slot) <= len(p.buf) {
+		if b := p.all[p.buf[v.slot-1]]; cap(b) >= n {
+			return b[:n:n]
 		}
 	}
-	switch {
-	case best >= 0:
-	case big >= 0:
-		best = big // grow the largest free buffer rather than add one
-		p.size[best] = n
-	default:
-		best = len(p.size)
-		p.size = append(p.size, n)
-		p.free = append(p.free, false)
-	}
-	p.free[best] = false
-	return best
+	return make([]float32, n)
 }
 
 // dropViewGrads clears the Grad of every view: it aliased a base's buffer
@@ -347,7 +456,7 @@ func (tp *Tape) gradOf(v *Var) (g []float32, overwrite bool) {
 	if v.Grad == nil {
 		var b []float32
 		if tp.reuseGrads {
-			b = tp.grads.get(len(v.Value.Data))
+			b = tp.grads.get(v)
 		} else {
 			b = tp.vals.get(len(v.Value.Data))
 		}
@@ -437,76 +546,6 @@ func (a *arena) get(n int) []float32 {
 }
 
 func (a *arena) reset() { a.pos = 0 }
-
-// gradPool holds the gradient buffers Backward recycles with reuseGrads on.
-// Every buffer is free when a Backward starts; get takes the smallest free
-// one that is big enough (allocating only when none is) and put returns one.
-// A step that repeats the same ops makes the same requests, so after the
-// first steps the pool has grown to fit them and allocates nothing.
-type gradPool struct {
-	all  [][]float32 // every buffer, in allocation order
-	free [][]float32
-}
-
-func (p *gradPool) reset() {
-	p.free = append(p.free[:0], p.all...)
-}
-
-func (p *gradPool) get(n int) []float32 {
-	if n == 0 {
-		return nil
-	}
-	best := -1
-	for i, b := range p.free {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
-			best = i
-		}
-	}
-	if best < 0 && len(p.free) > 0 {
-		// Replace the largest free buffer by a bigger one rather than
-		// add a buffer: buffer sizes only grow, so a repeated step
-		// soon finds all it needs.
-		big := 0
-		for i, b := range p.free {
-			if cap(b) > cap(p.free[big]) {
-				big = i
-			}
-		}
-		for i, a := range p.all {
-			if &a[:1][0] == &p.free[big][:1][0] {
-				p.all[i] = make([]float32, n)
-				p.free[big] = p.all[i]
-				break
-			}
-		}
-		best = big
-	}
-	if best < 0 {
-		b := make([]float32, n)
-		p.all = append(p.all, b)
-		return b
-	}
-	b := p.free[best]
-	last := len(p.free) - 1
-	copy(p.free[best:], p.free[best+1:])
-	p.free[last] = nil
-	p.free = p.free[:last]
-	return b[:n:n]
-}
-
-// put returns b, which get handed out (possibly shortened), to the free
-// list.
-func (p *gradPool) put(b []float32) {
-	if cap(b) == 0 {
-		return
-	}
-	for _, a := range p.all {
-		if &a[:1][0] == &b[:1][0] {
-			p.free = append(p.free, a)
-			return
-		}
-	}
-}
 
 // arena32 is arena for int32 buffers (max-pool argmax).
 type arena32 struct {

@@ -176,7 +176,8 @@ func BatchNormReLUTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, c
 // the gradient of the ReLU's output, masked here where the ReLU passed
 // its input (BN(x) > 0, or NaN, as ReLUBackward does), and then taken
 // through the batch norm as BatchNormBackward does. x, gamma, saveMean,
-// saveInvStd and coef are the forward's; dx must not alias dy.
+// saveInvStd and coef are the forward's. As in BatchNormBackward, dx may
+// alias dy only when accumulate is false.
 func BatchNormReLUBackward(n, c, hw int, x, dy, gamma, saveMean, saveInvStd, coef, dx, dgamma, dbeta []float32, accumulate bool) {
 	bnCheck(n, c, hw)
 	needLen("x", x, n*c*hw, false)

@@ -59,6 +59,7 @@ type Step struct {
 
 	loss LossFunc
 	out  Outputs
+	tout [2]*tensor.T // the target's projections of the last Run
 }
 
 // NewStep builds the optimizer (and target network) for cfg.
@@ -147,18 +148,36 @@ func (s *Step) Run(x1, x2 *tensor.T, lr, tau float64) (float32, error) {
 		return 0, fmt.Errorf("train: views of %d and %d samples; a step needs two views of the same batch of at least 2", n, x2.Rows())
 	}
 	tp := s.Tape
+	o := &s.out
+	o.T1, o.T2 = nil, nil
+	if s.Target != nil {
+		// The target's activations are not needed after its forward
+		// pass: it runs first, without gradient, one view at a time on
+		// the step's tape, whose arena hands out buffers in request
+		// order, so that it reuses the buffers the online pass then
+		// fills (the target is a prefix of the online network); only
+		// its projections are kept, in buffers of the Step's own. On
+		// the tape after the online pass, both views' activations would
+		// be held until the step ends (W2 BYOL: ~480 MB). The target and
+		// the online network share no state: the order changes no value.
+		prev := tp.SetGrad(false)
+		for i, x := range [2]*tensor.T{x1, x2} {
+			tp.Reset()
+			t := s.Target.Projector.Forward(tp, s.Target.Backbone.Forward(tp, tp.Input(x))).Value
+			if s.tout[i] == nil || !tensor.EqualShapes(s.tout[i].Shape, t.Shape) {
+				s.tout[i] = tensor.New(t.Shape...)
+			}
+			copy(s.tout[i].Data, t.Data)
+		}
+		tp.SetGrad(prev)
+	}
 	tp.Reset()
 	s.Opt.ZeroGrad()
 	in1, in2 := tp.Input(x1), tp.Input(x2)
-	o := &s.out
 	_, o.Z1, o.P1 = s.Model.Forward(tp, in1)
 	_, o.Z2, o.P2 = s.Model.Forward(tp, in2)
-	o.T1, o.T2 = nil, nil
 	if s.Target != nil {
-		prev := tp.SetGrad(false)
-		o.T1 = s.Target.Projector.Forward(tp, s.Target.Backbone.Forward(tp, in1))
-		o.T2 = s.Target.Projector.Forward(tp, s.Target.Backbone.Forward(tp, in2))
-		tp.SetGrad(prev)
+		o.T1, o.T2 = tp.Input(s.tout[0]), tp.Input(s.tout[1])
 	}
 	loss, err := s.loss(tp, o)
 	if err != nil {

@@ -190,10 +190,20 @@ func TestStepRejectsBadBatchesAndLosses(t *testing.T) {
 
 // TestStepReuseGradsBitIdentical checks that the step's gradient-buffer
 // reuse (on by default) trains exactly as the tape's default mode, on a
-// conv net with a target network.
+// conv net and a ResNet (residual sums, projection shortcuts) with a
+// target network.
 func TestStepReuseGradsBitIdentical(t *testing.T) {
+	for _, b := range []nn.BackboneSpec{
+		{Arch: "convnet", Widths: []int{4, 8}, Strides: []int{1, 2}},
+		{Arch: "resnet18", Widths: []int{4, 8}, Strides: []int{1, 2}, Blocks: []int{1, 2}},
+	} {
+		t.Run(b.Arch, func(t *testing.T) { testStepReuseGrads(t, b) })
+	}
+}
+
+func testStepReuseGrads(t *testing.T, b nn.BackboneSpec) {
 	spec := &nn.ModelSpec{
-		Backbone:  nn.BackboneSpec{Arch: "convnet", Widths: []int{4, 8}, Strides: []int{1, 2}},
+		Backbone:  b,
 		Projector: nn.HeadSpec{Dims: []int{8, 16, 8}, LastBN: nn.LastBNPlain},
 		Predictor: nn.HeadSpec{Dims: []int{8, 4, 8}, LastBias: true},
 	}

@@ -118,7 +118,7 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	ctx := context.Background()
 	x1, x2 := w1Views()
 	s := w1InProcess(b)
-	pb := w1Plugins(b, "in-process", false)
+	pb := w1Plugins(b, "in-process", true)
 	pc := w1Plugins(b, "subprocess", true)
 	for i := 0; i < 3; i++ { // warm up tapes, arenas and the optimizer state
 		if _, err := s.Run(x1, x2, w1LR, 0); err != nil {
@@ -132,6 +132,7 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	}
 	var ta, tb, tc, tt []float64
 	var calls [3][]float64       // C's transport per call
+	var compB, compC [3][]float64 // B's and C's compute per call
 	var ca, cb, cc time.Duration // CPU time of A, B, and of C in all three processes
 	pids := []int{pc.enc.Pid(), pc.loss.Pid()}
 	b.ResetTimer()
@@ -151,6 +152,8 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 		t3, k3, c3 := time.Now(), testenv.ProcessesCPU(pids), testenv.ProcessCPU()
 		var sum time.Duration
 		for j := range calls {
+			compB[j] = append(compB[j], float64(pb.compute[j])/1e6)
+			compC[j] = append(compC[j], float64(pc.compute[j])/1e6)
 			d := pc.wall[j] - pc.compute[j]
 			calls[j] = append(calls[j], float64(d)/1e6)
 			sum += d
@@ -181,6 +184,10 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	b.ReportMetric(100*testenv.Median(tt)/ma, "C-transport-%")
 	for j, name := range []string{"forward", "loss", "backward+step"} {
 		b.ReportMetric(testenv.Median(calls[j]), "C-"+name+"-transport-ms")
+		// The plugins' own compute in each mode: the same code, so a
+		// difference is what running in its own process costs it.
+		b.ReportMetric(testenv.Median(compB[j]), "B-"+name+"-compute-ms")
+		b.ReportMetric(testenv.Median(compC[j]), "C-"+name+"-compute-ms")
 	}
 	b.ReportMetric(ma, "A-inproc-ms/step")
 	for _, r := range []struct {

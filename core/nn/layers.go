@@ -268,8 +268,9 @@ func (Flatten) Forward(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
 // Clone returns the layer itself (it has no state).
 func (f Flatten) Clone() Module { return f }
 
-// BiasOnly is the paper's bias-only predictor h(z) = z + b, b [D]
-// initialised to zero (h starts as the identity).
+// BiasOnly is the paper's bias-only predictor h(z) = z/||z|| + b, b [D]
+// initialised to zero (h starts as the normalization, which the cosine
+// loss applies anyway: the naive Siamese network).
 type BiasOnly struct {
 	Bias *autodiff.Var
 }
@@ -279,9 +280,11 @@ func NewBiasOnly(d int) *BiasOnly {
 	return &BiasOnly{Bias: autodiff.NewParam("bias", tensor.New(d))}
 }
 
-// Forward returns x + b.
+// Forward returns x/||x|| + b: the paper's h(Z) = Z + b acts on the
+// l2-normalized projection, so that b is on the scale of the unit vectors
+// whose centre it must learn to offset.
 func (h *BiasOnly) Forward(tp *autodiff.Tape, x *autodiff.Var) *autodiff.Var {
-	return tp.AddBias(x, h.Bias)
+	return tp.AddBias(tp.L2Normalize(x), h.Bias)
 }
 
 // Visit visits the bias (KindBias, FanIn 0: initialised to 0).

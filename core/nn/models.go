@@ -36,7 +36,7 @@ type BackboneSpec struct {
 
 // HeadSpec describes a projector or predictor.
 type HeadSpec struct {
-	// Kind is "mlp" (default), "bias" (h(z) = z + b) or "identity".
+	// Kind is "mlp" (default), "bias" (h(z) = z/||z|| + b) or "identity".
 	Kind string `json:"kind,omitempty"`
 	// Dims are the MLP's layer sizes including its input, e.g.
 	// {512, 128, 512}; for "bias", {d}.

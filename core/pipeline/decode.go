@@ -492,7 +492,7 @@ func (d *decoder) decodeHead(what string, a *headArgs, in int, kinds []string) (
 		return nn.HeadSpec{Kind: "identity"}, in
 	case "bias":
 		if a.Dims != nil || a.LastBN != nil || a.LastBias != nil {
-			d.errAt(a.Body.MissingItemRange(), "Unexpected argument", "a bias-only predictor h(z) = z + b takes no dims, last_bn or last_bias.")
+			d.errAt(a.Body.MissingItemRange(), "Unexpected argument", "a bias-only predictor h(z) = z/||z|| + b takes no dims, last_bn or last_bias.")
 		}
 		return nn.HeadSpec{Kind: "bias", Dims: []int{in}}, in
 	}

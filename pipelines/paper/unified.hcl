@@ -110,7 +110,10 @@ study "unified" {
     }
   }
 
-  # Symmetric predictor: -P_a . sg(P_b). Collapses.
+  # Symmetric predictor: -P_a . sg(P_b). Collapses, in p: the predictor
+  # maps every image to one point within ~40 steps (m_o of p 0.999, with
+  # either last_bn), after which P_a = P_b leaves no gradient for the
+  # encoder and z stays where it was. Read its collapse on p, not z.
   run "symmetric-predictor" {
     tags = { variant = "symmetric-predictor", method = "simsiam" }
     loss "simsiam" {
@@ -134,7 +137,11 @@ study "unified" {
     }
   }
 
-  # Bias-only predictor h(Z) = Z + b. Avoids collapse.
+  # Bias-only predictor h(Z) = Z + b, b added to the l2-normalized
+  # projection (core/nn.BiasOnly, as in Zhang et al.'s code; on the
+  # unnormalized z, b would have to grow to ||z|| and stays negligible).
+  # Avoids collapse: b follows the centre, so P is more centred than Z and
+  # the extra gradient Z_b - P_b de-centers (eta < 0).
   run "bias-predictor" {
     tags = { variant = "bias-predictor", method = "simsiam" }
     encoder {

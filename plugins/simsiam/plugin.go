@@ -16,7 +16,7 @@ var Schema = plugin.Schema{Attributes: []plugin.Attribute{
 	{Name: "stop_gradient", Type: cty.Bool, Default: cty.True, Description: "apply sg() to the target; SimSiam without it collapses"},
 	{Name: "target", Type: cty.String, Default: cty.StringVal(string(TargetZ)), Description: "what p_a is pulled towards: z (SimSiam), p (symmetric predictor), p+center or p+residual (extra-gradient variants)",
 		OneOf: []cty.Value{cty.StringVal(string(TargetZ)), cty.StringVal(string(TargetP)), cty.StringVal(string(TargetCenter)), cty.StringVal(string(TargetResidual))}},
-	{Name: "predictor", Type: cty.String, Default: cty.StringVal("mlp"), Description: "the encoder's predictor: mlp, bias (h(z) = z + b) or none (naive Siamese)",
+	{Name: "predictor", Type: cty.String, Default: cty.StringVal("mlp"), Description: "the encoder's predictor: mlp, bias (h(z) = z/||z|| + b) or none (naive Siamese)",
 		OneOf: []cty.Value{cty.StringVal("mlp"), cty.StringVal("bias"), cty.StringVal("none")}},
 }}
 

@@ -142,14 +142,15 @@ def basic_block_class():
 
 
 class BiasOnly(nn.Module):
-    """h(z) = z + b, the paper's bias-only predictor."""
+    """h(z) = z/||z|| + b, the paper's bias-only predictor (Zhang et al.
+    add b to the l2-normalized projection Z)."""
 
     def __init__(self, d):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(d))
 
     def forward(self, x):
-        return x + self.bias
+        return F.normalize(x, dim=1) + self.bias
 
 
 def build_backbone(spec):

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sslrun/sslrun/core/rundb"
@@ -196,7 +197,11 @@ func build(ctx context.Context, db *rundb.DB, opts Options) (*page, error) {
 			if label == "" {
 				label = "(no method)"
 			}
-			if r.Variant != "" {
+			if base := seedless(r.Name); base != "" {
+				// A study's runs are named <variant>-seed<n>: the name
+				// says more than the hash of the loss options.
+				label += " / " + base
+			} else if r.Variant != "" {
 				label += " / " + r.Variant
 			}
 			legendIdx[k] = len(legend)
@@ -357,3 +362,18 @@ tr.collapsed-yes td { background: #fdecea; }
 </body>
 </html>
 `))
+
+// seedless returns a run name without its "-seed<n>" suffix, or "" when
+// it has none.
+func seedless(name string) string {
+	i := strings.LastIndex(name, "-seed")
+	if i <= 0 || i+len("-seed") == len(name) {
+		return ""
+	}
+	for _, c := range name[i+len("-seed"):] {
+		if c < '0' || c > '9' {
+			return ""
+		}
+	}
+	return name[:i]
+}

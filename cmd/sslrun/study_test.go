@@ -37,8 +37,9 @@ func TestPaperPipelinesValidate(t *testing.T) {
 // studyRow is one run of the quick study as run_final reports it.
 type studyRow struct {
 	variant   string
-	collapsed bool // run_final's verdict (geometry and kNN at chance)
+	collapsed bool // run_final's verdict (the geometry of z)
 	mo, std   float64
+	moP       float64 // m_o of the predictor output p (NaN without one)
 	knn, knn0 float64
 }
 
@@ -53,16 +54,15 @@ func (r studyRow) geometric() bool {
 // (docs/paper.md) in the run database: SimSiam does not collapse and its
 // kNN accuracy stays well above chance, while SimSiam without
 // stop-gradient, the naive Siamese network and the triplet loss with only
-// the residual of the negatives collapse.
+// the residual of the negatives collapse, and the symmetric predictor
+// collapses its output p (its loss compares p with p).
 //
 // The run uses last_bn=none: with SimSiam's affine-free BatchNorm on the
 // projector output every dimension of z is zero-mean over the batch, so z
 // cannot collapse to a point and the collapsing variants lose effective
-// rank instead (docs/study.md). Collapse is the decompose analyzer's
-// geometric rule on the final batch (m_o > 0.9 or std*sqrt(d) < 0.1).
-// run_final's verdict also requires kNN within 0.05 of chance, which these
-// short runs never reach (kNN on a z collapsed to m_o = 0.999 still ranks
-// neighbours by the residual); it is logged, not checked.
+// rank instead (docs/study.md). Collapse is run_final's verdict (schema 3:
+// m_o > 0.9 or std*sqrt(d) < 0.1 on the final training batch), which must
+// agree with the decompose analyzer's rule.
 //
 // SSLRUN_STUDY_ARGS replaces the extra arguments of the run ("-var
 // last_bn=none"); SSLRUN_STUDY_DB names the database of a quick study that
@@ -91,7 +91,10 @@ func TestPaperStudyQuick(t *testing.T) {
 	r := sslrun(t, ctx, dir, nil, "sql", "--db", db, "-f", "json", `
 SELECT t.value AS variant, f.collapsed, f.m_o, f.std_sqrt_d, f.knn_top1,
   (SELECT e.top1 FROM evaluations e WHERE e.run_id = f.run_id AND e.protocol = 'knn' AND e.epoch = 0
-     ORDER BY e.id LIMIT 1) AS knn0
+     ORDER BY e.id LIMIT 1) AS knn0,
+  (SELECT s.last_value FROM series s WHERE s.run_id = f.run_id AND s.key = 'decompose/m_o'
+     AND json_extract(s.context, '$.tensor') = 'p' AND ifnull(json_extract(s.context, '$.scope'), '') <> 'eval'
+     ORDER BY s.last_step DESC LIMIT 1) AS m_o_p
 FROM run_final f JOIN tags t ON t.run_id = f.run_id AND t.key = 'variant'
 WHERE f.status = 'FINISHED' AND f.study = 'unified' AND f.seed = 0 ORDER BY f.run_id`)
 	if r.code != exitOK {
@@ -104,10 +107,13 @@ WHERE f.status = 'FINISHED' AND f.study = 'unified' AND f.seed = 0 ORDER BY f.ru
 	rows := map[string]studyRow{}
 	for _, m := range raw {
 		row := studyRow{variant: str(m["variant"]), collapsed: num(m["collapsed"]) == 1,
-			mo: num(m["m_o"]), std: num(m["std_sqrt_d"]), knn: num(m["knn_top1"]), knn0: num(m["knn0"])}
+			mo: num(m["m_o"]), std: num(m["std_sqrt_d"]), moP: num(m["m_o_p"]), knn: num(m["knn_top1"]), knn0: num(m["knn0"])}
 		rows[row.variant] = row
-		t.Logf("%-20s geometric collapse=%-5v run_final collapsed=%-5v m_o=%.3f std*sqrt(d)=%.3f kNN %.3f -> %.3f",
-			row.variant, row.geometric(), row.collapsed, row.mo, row.std, row.knn0, row.knn)
+		t.Logf("%-20s collapsed=%-5v m_o=%.3f std*sqrt(d)=%.3f m_o(p)=%.3f kNN %.3f -> %.3f",
+			row.variant, row.collapsed, row.mo, row.std, row.moP, row.knn0, row.knn)
+		if row.collapsed != row.geometric() {
+			t.Errorf("%s: run_final collapsed=%v, the decompose rule says %v", row.variant, row.collapsed, row.geometric())
+		}
 	}
 	if len(rows) != 14 {
 		t.Fatalf("%d finished variants, want 14:\n%s", len(rows), r.stdout)
@@ -117,9 +123,12 @@ WHERE f.status = 'FINISHED' AND f.study = 'unified' AND f.seed = 0 ORDER BY f.ru
 		t.Errorf("SimSiam: m_o %.3f, std*sqrt(d) %.3f, kNN %.3f; want no collapse and kNN well above chance", s.mo, s.std, s.knn)
 	}
 	for _, v := range []string{"simsiam-no-sg", "naive-siamese", "triplet-residual"} {
-		if row := rows[v]; !row.geometric() {
+		if row := rows[v]; !row.collapsed {
 			t.Errorf("%s did not collapse (m_o %.3f, std*sqrt(d) %.3f); the paper expects collapse", v, row.mo, row.std)
 		}
+	}
+	if p := rows["symmetric-predictor"].moP; !(p > decompose.CollapseMO) {
+		t.Errorf("symmetric predictor: m_o of p %.3f; the paper expects its output to collapse", p)
 	}
 }
 

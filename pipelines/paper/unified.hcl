@@ -381,10 +381,10 @@ analyzer "decompose" {
 }
 
 # Epoch 0 (at_start) is the random-init baseline of both protocols. kNN
-# reads z, the tensor whose collapse the study is about (run_final's rule
-# wants kNN at chance; on backbone features a collapsed z leaves kNN far
-# above it, and even on z it stays above it in short runs: docs/study.md).
-# The linear probe reads the backbone: what the encoder learned.
+# reads z, the tensor whose collapse the study is about (run_final reports
+# knn_at_chance beside its geometric verdict; even a z collapsed to m_o
+# 0.999 keeps kNN far above chance: docs/study.md). The linear probe reads
+# the backbone: what the encoder learned.
 evaluate "knn" {
   train        = dataset.memory
   test         = dataset.test

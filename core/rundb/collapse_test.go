@@ -246,15 +246,7 @@ func TestMigrateFromV2(t *testing.T) {
 	}
 	raw.Close()
 
-	db, err = rundb.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if v := count(t, db.SQL(), "PRAGMA user_version"); v != int64(rundb.SchemaVersion) {
-		t.Fatalf("user_version %d after Open, want %d", v, rundb.SchemaVersion)
-	}
-	integrity(t, db.SQL())
+	db = openMigrated(t, path)
 	// Version 4: every plugin row is kept, as attempt 1's.
 	if n, m := count(t, db.SQL(), "SELECT count(*) FROM plugins"), count(t, db.SQL(), "SELECT count(*) FROM plugins WHERE attempt = 1"); n == 0 || n != m || n != pluginRows {
 		t.Errorf("plugins after migration: %d rows, %d of attempt 1, want %d, all of attempt 1", n, m, pluginRows)

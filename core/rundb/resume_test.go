@@ -369,15 +369,7 @@ func TestMigrateFromV1(t *testing.T) {
 		(1, 'spectrum', 4, 4, 'float32', '[1]', x'0000803f', 1), (1, 'spectrum', 4, 4, 'float32', '[1]', x'00000040', 2)`)
 	raw.Close()
 
-	db, err := rundb.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if v := count(t, db.SQL(), "PRAGMA user_version"); v != int64(rundb.SchemaVersion) {
-		t.Fatalf("user_version %d after Open, want %d", v, rundb.SchemaVersion)
-	}
-	integrity(t, db.SQL())
+	db := openMigrated(t, path)
 	want1 := map[int64]point{}
 	for s, v := range first {
 		want1[s] = point{float64(s), v}
@@ -433,4 +425,20 @@ func TestMigrateFromV1(t *testing.T) {
 	if s := storedSummary(t, db.SQL(), 2); s.count != 2 || s.last != 0.25 || s.min != 0.25 {
 		t.Errorf("run 2 after a replacing write: %v", s)
 	}
+}
+
+// openMigrated opens path for writing (which migrates it) and checks that
+// it is at this package's schema version and passes an integrity check.
+func openMigrated(t *testing.T, path string) *rundb.DB {
+	t.Helper()
+	db, err := rundb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if v := count(t, db.SQL(), "PRAGMA user_version"); v != int64(rundb.SchemaVersion) {
+		t.Fatalf("user_version %d after Open, want %d", v, rundb.SchemaVersion)
+	}
+	integrity(t, db.SQL())
+	return db
 }

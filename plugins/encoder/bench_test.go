@@ -131,9 +131,9 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 		}
 	}
 	var ta, tb, tc, tt []float64
-	var calls [3][]float64       // C's transport per call
+	var calls [3][]float64        // C's transport per call
 	var compB, compC [3][]float64 // B's and C's compute per call
-	var ca, cb, cc time.Duration // CPU time of A, B, and of C in all three processes
+	var ca, cb, cc time.Duration  // CPU time of A, B, and of C in all three processes
 	pids := []int{pc.enc.Pid(), pc.loss.Pid()}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,5 +149,5 @@ func num(v any) float64 {
 			return f
 		}
 	}
-	return -1
+	return math.NaN()
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"unsafe"
 
 	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/tensor"
@@ -358,55 +357,6 @@ func (s *Sequential) forwardAt(tp *autodiff.Tape, x *autodiff.Var, i int) (*auto
 		}
 	}
 	return s.modules[i].Forward(tp, x), i
-}
-
-// overlaps reports whether a and b share memory.
-func overlaps(a, b []float32) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return false
-	}
-	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	return pa < pb+uintptr(len(b))*4 && pb < pa+uintptr(len(a))*4
-}
-
-// ForwardNoGrad applies mods in order without gradient, as Forward on a
-// tape with gradients off gives, but holding only two children's values at
-// a time: the children of Sequentials (flattened) run alternately on the
-// two tapes, each reset before it is reused, so a child's output lives
-// until the next child has read it. It is for networks whose activations
-// are not needed after the forward pass (an EMA target): their memory is
-// then that of the largest two consecutive layers, not of the network.
-// The result is in tps' memory: valid until the next call on either tape.
-func ForwardNoGrad(tps *[2]*autodiff.Tape, x *tensor.T, mods ...Module) *tensor.T {
-	cur := 0
-	run := func(f func(tp *autodiff.Tape, in *autodiff.Var) *autodiff.Var) {
-		tp := tps[cur]
-		tp.Reset()
-		prev := tp.SetGrad(false)
-		in := x
-		x = f(tp, tp.Input(in)).Value
-		tp.SetGrad(prev)
-		// A child that returns a view of its input (a flatten, a
-		// reshape) leaves its output in the other tape's memory: the
-		// next child must not reset that one.
-		if !overlaps(x.Data, in.Data) {
-			cur ^= 1
-		}
-	}
-	for _, m := range mods {
-		s, ok := m.(*Sequential)
-		if !ok {
-			run(m.Forward)
-			continue
-		}
-		for i := 0; i < len(s.modules); i++ {
-			run(func(tp *autodiff.Tape, in *autodiff.Var) (out *autodiff.Var) {
-				out, i = s.forwardAt(tp, in, i)
-				return out
-			})
-		}
-	}
-	return x
 }
 
 // Visit visits the children, each under "<prefix><name>.".

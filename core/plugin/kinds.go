@@ -102,7 +102,7 @@ func (h *Host) forward(to *Client, t *tensor.T) (shm.Ref, shm.Desc, bool) {
 		if o == to || o.out == nil {
 			continue
 		}
-		r, owner, ok := o.out.Locate(t)
+		r, d, ok := o.out.Locate(t)
 		if !ok {
 			continue
 		}
@@ -110,8 +110,8 @@ func (h *Host) forward(to *Client, t *tensor.T) (shm.Ref, shm.Desc, bool) {
 		if !ok {
 			return shm.Ref{}, shm.Desc{}, false
 		}
-		r.Segment = id
-		d := shm.Desc{ID: id, Size: owner.Size, FD: -1, Pid: owner.Pid, OwnerFD: owner.FD}
+		// The callee opens the owner's /proc path: no descriptor of its own.
+		r.Segment, d.ID, d.FD = id, id, -1
 		if h.editForward != nil {
 			h.editForward(&d)
 		}

@@ -231,25 +231,21 @@ func (r *Remote) View(ref Ref) (*tensor.T, error) {
 }
 
 // Locate returns t's Ref when t's data lies in a current (not retired)
-// segment of the set, and that segment's owner: its process and descriptor
-// there, through which a third process can map the same memory. A host
-// uses it to hand one plugin's outputs to another without a copy.
-func (r *Remote) Locate(t *tensor.T) (Ref, Owner, bool) {
+// segment of the set, and that segment's description by its owner (its
+// process and descriptor there), through which a third process can map
+// the same memory. A host uses it to hand one plugin's outputs to another
+// without a copy.
+func (r *Remote) Locate(t *tensor.T) (Ref, Desc, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.segs {
 		if ref, ok := s.Locate(t); ok && s.owner.Pid > 0 && s.owner.OwnerFD >= 0 {
-			return ref, Owner{Pid: s.owner.Pid, FD: s.owner.OwnerFD, Size: uint64(s.Size())}, true
+			d := s.owner
+			d.Size = uint64(s.Size())
+			return ref, d, true
 		}
 	}
-	return Ref{}, Owner{}, false
-}
-
-// Owner locates a segment in the process that created it.
-type Owner struct {
-	Pid  int
-	FD   int
-	Size uint64
+	return Ref{}, Desc{}, false
 }
 
 // Contains reports whether addr lies in a mapped segment, so a fault at

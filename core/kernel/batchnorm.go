@@ -125,6 +125,17 @@ func needLen(name string, s []float32, n int, optional bool) {
 // default). y may alias x. It panics when n*hw < 2, where PyTorch raises
 // "Expected more than 1 value per channel when training".
 func BatchNormTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMean, runVar []float32, momentum, eps float32) {
+	checkTrainArgs(n, c, hw, x, gamma, beta, y, saveMean, saveInvStd, runMean, runVar)
+	t := bnPool.Get()
+	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
+		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,
+		momentum: float64(momentum), eps: float64(eps)}
+	t.run()
+}
+
+// checkTrainArgs panics, as BatchNormTrain documents, on shapes or
+// buffers a training-mode batch norm cannot use.
+func checkTrainArgs(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMean, runVar []float32) {
 	bnCheck(n, c, hw)
 	if n*hw < 2 {
 		panic(fmt.Sprintf("kernel: batch norm training needs more than 1 value per channel, got n=%d hw=%d", n, hw))
@@ -137,11 +148,6 @@ func BatchNormTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMe
 	needLen("saveInvStd", saveInvStd, c, false)
 	needLen("runMean", runMean, c, true)
 	needLen("runVar", runVar, c, true)
-	t := bnPool.Get()
-	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
-		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,
-		momentum: float64(momentum), eps: float64(eps)}
-	t.run()
 }
 
 // BatchNormReLUTrain is BatchNormTrain followed by a ReLU, y =
@@ -152,19 +158,8 @@ func BatchNormTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, runMe
 // The other arguments are BatchNormTrain's, but y must not alias x: the
 // backward pass reads x.
 func BatchNormReLUTrain(n, c, hw int, x, gamma, beta, y, saveMean, saveInvStd, coef, runMean, runVar []float32, momentum, eps float32) {
-	bnCheck(n, c, hw)
-	if n*hw < 2 {
-		panic(fmt.Sprintf("kernel: batch norm training needs more than 1 value per channel, got n=%d hw=%d", n, hw))
-	}
-	needLen("x", x, n*c*hw, false)
-	needLen("y", y, n*c*hw, false)
-	needLen("gamma", gamma, c, true)
-	needLen("beta", beta, c, true)
-	needLen("saveMean", saveMean, c, false)
-	needLen("saveInvStd", saveInvStd, c, false)
+	checkTrainArgs(n, c, hw, x, gamma, beta, y, saveMean, saveInvStd, runMean, runVar)
 	needLen("coef", coef, 4*c, false)
-	needLen("runMean", runMean, c, true)
-	needLen("runVar", runVar, c, true)
 	t := bnPool.Get()
 	*t = bnTask{mode: bnTrain, n: n, c: c, hw: hw, x: x, y: y, gamma: gamma, beta: beta,
 		mean: saveMean, inv: saveInvStd, rm: runMean, rv: runVar,

@@ -129,14 +129,20 @@ func start() {
 }
 
 func worker() {
+	// epoch is Park's count when this worker last took an item: a worker
+	// that has had no work since a Park (one woken by a spare token, say)
+	// must not start polling after it.
+	epoch := parkEpoch.Load()
 	for {
 		select {
 		case it := <-work:
+			epoch = parkEpoch.Load()
 			it.run()
 			continue
 		default:
 		}
-		if it, ok := spinForWork(); ok {
+		if it, ok := spinForWork(epoch); ok {
+			epoch = parkEpoch.Load()
 			it.run()
 			continue
 		}
@@ -144,6 +150,7 @@ func worker() {
 		// more before parking so that its item is not left to its caller.
 		select {
 		case it := <-work:
+			epoch = parkEpoch.Load()
 			it.run()
 			continue
 		default:
@@ -153,10 +160,11 @@ func worker() {
 }
 
 // spinForWork polls the queue for up to spinWait, if no more than
-// GOMAXPROCS-1 workers are polling already.
-func spinForWork() (item, bool) {
+// GOMAXPROCS-1 workers are polling already and Park has not been called
+// since epoch.
+func spinForWork(epoch uint32) (item, bool) {
 	d := time.Duration(spinWait.Load())
-	if d <= 0 {
+	if d <= 0 || parkEpoch.Load() != epoch {
 		return item{}, false
 	}
 	if spinners.Add(1) > int32(runtime.GOMAXPROCS(0)-1) {
@@ -164,7 +172,6 @@ func spinForWork() (item, bool) {
 		return item{}, false
 	}
 	defer spinners.Add(-1)
-	epoch := parkEpoch.Load()
 	start := time.Now()
 	for i := 1; ; i++ {
 		select {

@@ -111,6 +111,11 @@ func NewHost(o HostOptions) (*Host, error) {
 		return nil, fmt.Errorf("plugin host: %w", err)
 	}
 	h.arena = a
+	// The host waits while its plugins compute; its runtime's monitor
+	// thread must not preempt them (see parallel.QuietMonitor).
+	if _, err := parallel.QuietMonitor(); err != nil {
+		h.log.Warn().Err(err).Msg("host runtime monitor keeps its priority")
+	}
 	return h, nil
 }
 

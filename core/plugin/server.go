@@ -185,6 +185,9 @@ func serve(p Plugin) error {
 	zerolog.MessageFieldName = "@message"
 	log := zerolog.New(stderr).Level(zerolog.DebugLevel)
 	s := &server{p: &p, in: shm.NewRemote(false), log: &log}
+	if _, err := parallel.QuietMonitor(); err != nil {
+		log.Warn().Err(err).Msg("plugin runtime monitor keeps its priority")
+	}
 	if dir := os.Getenv(EnvCPUProfile); dir != "" {
 		stop, err := startCPUProfile(dir, p.Name)
 		if err != nil {

@@ -228,9 +228,12 @@ type Client struct {
 	ac        pb.AnalyzerClient
 	ec        pb.EncoderClient
 	inherited map[uint32]int // host segment id -> descriptor in the child
-	out       *shm.Remote    // the plugin's output segments
-	outBytes  int
-	serial    uint32 // this client's number in its host, for forwarded segment ids
+	// calls is the call channel (calls.go) of a plugin started by this
+	// host that speaks protocol 3 or later; nil otherwise.
+	calls    *callConn
+	out      *shm.Remote // the plugin's output segments
+	outBytes int
+	serial   uint32 // this client's number in its host, for forwarded segment ids
 	// noForward is set when the plugin could not map another plugin's
 	// output segment (see Client.forward); its inputs are copied from then
 	// on. Guarded by mu.
@@ -316,6 +319,14 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 		c.inherited[seg.ID()] = 3 + i
 	}
+	calls, child, err := newCallChannel()
+	if err != nil {
+		closeFiles(cmd.ExtraFiles)
+		return nil, fmt.Errorf("launch plugin %q: %w", name, err)
+	}
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d,%d", EnvCallFDs, 3+len(cmd.ExtraFiles), 4+len(cmd.ExtraFiles)))
+	cmd.ExtraFiles = append(cmd.ExtraFiles, child[:]...)
+	c.calls = calls
 	defer closeFiles(cmd.ExtraFiles)
 
 	c.cmd = cmd
@@ -326,6 +337,9 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 		if err != nil {
 			c.gp.Kill()
 			c.out.Close()
+			if c.calls != nil {
+				c.calls.Close()
+			}
 		}
 	}()
 	rpc, err := c.gp.Client()
@@ -342,6 +356,11 @@ func (h *Host) Launch(ctx context.Context, spec LaunchSpec) (_ *Client, err erro
 	if err = c.handshake(ctx, rpc); err != nil {
 		return nil, err
 	}
+	if c.info.Protocol < 3 {
+		// An older plugin ignores the channel: all its calls go over gRPC.
+		c.calls.Close()
+		c.calls = nil
+	}
 	return c, nil
 }
 
@@ -357,6 +376,7 @@ func (c *Client) clientConfig(spec LaunchSpec) *goplugin.ClientConfig {
 		// as a call of its own.
 		VersionedPlugins: map[int]goplugin.PluginSet{
 			1:               {pluginSetName: &grpcPlugin{}},
+			2:               {pluginSetName: &grpcPlugin{}},
 			ProtocolVersion: {pluginSetName: &grpcPlugin{}},
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
@@ -597,6 +617,9 @@ func (c *Client) Close() error {
 		}
 	}
 	c.gp.Kill()
+	if c.calls != nil {
+		c.calls.Close()
+	}
 	return errors.Join(err, c.out.Close())
 }
 

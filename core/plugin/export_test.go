@@ -15,3 +15,7 @@ func (h *Host) ArenaUsedForTest() int { return h.arena.Used() }
 func (h *Host) BreakForwardingForTest() {
 	h.editForward = func(d *shm.Desc) { d.OwnerFD = 1 << 20 }
 }
+
+// CallChannelForTest reports whether the client sends its per-step calls
+// over the call channel rather than gRPC.
+func (c *Client) CallChannelForTest() bool { return c.calls != nil }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -146,9 +145,32 @@ func (c *Client) invokeLocalOut(ctx context.Context, call string, step int64, f 
 	return c.invoke(ctx, call, step, f)
 }
 
-// callRPC is the subprocess path shared by every tensor-carrying call.
-func (c *Client) callRPC(ctx context.Context, call string, in Input,
-	rpc func(ctx context.Context, req *pb.CallRequest, opts ...grpc.CallOption) (*pb.CallResponse, error)) (*pb.CallResponse, map[string]*tensor.T, map[string]float64, error) {
+// send makes call m: over the call channel when the plugin has one, else
+// over gRPC.
+func (c *Client) send(ctx context.Context, m method, req *pb.CallRequest) (*pb.CallResponse, error) {
+	if c.calls != nil {
+		return c.calls.call(ctx, m, req)
+	}
+	switch m {
+	case methodForward:
+		return c.ec.Forward(ctx, req)
+	case methodBackward:
+		return c.ec.Backward(ctx, req)
+	case methodCompute:
+		return c.lc.Compute(ctx, req)
+	case methodObserve:
+		return c.ac.Observe(ctx, req)
+	case methodEvaluate:
+		return c.ac.Evaluate(ctx, req)
+	case methodEmbed:
+		return c.ec.Embed(ctx, req)
+	}
+	return nil, status.Errorf(codes.Unimplemented, "unknown method %d", m)
+}
+
+// callRPC is the subprocess path shared by every tensor-carrying call;
+// optim rides on Encoder.Backward only.
+func (c *Client) callRPC(ctx context.Context, call string, m method, in Input, optim *pb.OptimRequest) (*pb.CallResponse, map[string]*tensor.T, map[string]float64, error) {
 	c.mu.Lock()
 	forward := !c.noForward
 	c.mu.Unlock()
@@ -159,7 +181,8 @@ func (c *Client) callRPC(ctx context.Context, call string, in Input,
 	var resp *pb.CallResponse
 	var rpcErr error
 	call1 := func(ctx context.Context) (err error) {
-		resp, err = rpc(ctx, req)
+		req.Optim = optim
+		resp, err = c.send(ctx, m, req)
 		rpcErr = err
 		return err
 	}
@@ -217,7 +240,7 @@ func (l lossClient) Compute(ctx context.Context, in LossInputs) (LossResult, err
 		})
 		return r, err
 	}
-	resp, ts, scalars, err := c.callRPC(ctx, "Loss.Compute", in, c.lc.Compute)
+	resp, ts, scalars, err := c.callRPC(ctx, "Loss.Compute", methodCompute, in, nil)
 	if err != nil {
 		return LossResult{}, err
 	}
@@ -237,7 +260,7 @@ func (a analyzerClient) Observe(ctx context.Context, in StepTensors) ([]Metric, 
 		})
 		return ms, arrays, err
 	}
-	resp, _, _, err := c.callRPC(ctx, "Analyzer.Observe", in, c.ac.Observe)
+	resp, _, _, err := c.callRPC(ctx, "Analyzer.Observe", methodObserve, in, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -259,7 +282,7 @@ func (a analyzerClient) Evaluate(ctx context.Context, in EvalSet) ([]Metric, []A
 		})
 		return ms, arrays, err
 	}
-	resp, _, _, err := c.callRPC(ctx, "Analyzer.Evaluate", in, c.ac.Evaluate)
+	resp, _, _, err := c.callRPC(ctx, "Analyzer.Evaluate", methodEvaluate, in, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,7 +335,7 @@ func (e encoderClient) Forward(ctx context.Context, in Input) (Output, error) {
 		})
 		return out, err
 	}
-	resp, ts, scalars, err := c.callRPC(ctx, "Encoder.Forward", in, c.ec.Forward)
+	resp, ts, scalars, err := c.callRPC(ctx, "Encoder.Forward", methodForward, in, nil)
 	if err != nil {
 		return Output{}, err
 	}
@@ -350,15 +373,11 @@ func (e encoderClient) backward(ctx context.Context, call string, grads Input, o
 		})
 		return ms, err
 	}
-	rpc := c.ec.Backward
+	var optim *pb.OptimRequest
 	if o != nil {
-		req := optimToPB(*o)
-		rpc = func(ctx context.Context, r *pb.CallRequest, opts ...grpc.CallOption) (*pb.CallResponse, error) {
-			r.Optim = req
-			return c.ec.Backward(ctx, r, opts...)
-		}
+		optim = optimToPB(*o)
 	}
-	resp, _, _, err := c.callRPC(ctx, call, grads, rpc)
+	resp, _, _, err := c.callRPC(ctx, call, methodBackward, grads, optim)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +412,7 @@ func (e encoderClient) Embed(ctx context.Context, in Input) (*tensor.T, error) {
 		})
 		return t, err
 	}
-	_, ts, _, err := c.callRPC(ctx, "Encoder.Embed", in, c.ec.Embed)
+	_, ts, _, err := c.callRPC(ctx, "Encoder.Embed", methodEmbed, in, nil)
 	if err != nil {
 		return nil, err
 	}

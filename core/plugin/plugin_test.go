@@ -33,8 +33,8 @@ func TestMain(m *testing.M) {
 	for n, f := range testplugin.Plugins() {
 		plugin.Bundled[n] = f
 	}
-	if os.Getenv("SSLRUN_TEST_SERVE_PROTOCOL") == "1" {
-		plugin.ServeProtocolForTest(1)
+	if v, err := strconv.Atoi(os.Getenv("SSLRUN_TEST_SERVE_PROTOCOL")); err == nil {
+		plugin.ServeProtocolForTest(v)
 	}
 	if name, ok := plugin.BundledName(); ok {
 		if err := plugin.ServeBundled(name); err != nil {
@@ -51,6 +51,10 @@ func TestMain(m *testing.M) {
 }
 
 var modes = []string{"in-process", "subprocess"}
+
+// transports adds the gRPC path of a subprocess: a protocol 2 plugin has
+// no call channel, so its per-step calls travel over gRPC.
+var transports = []string{"in-process", "subprocess", "subprocess-grpc"}
 
 // syncBuf is a goroutine-safe log sink.
 type syncBuf struct {
@@ -90,14 +94,27 @@ func launch(t testing.TB, h *plugin.Host, name, mode string, spec plugin.LaunchS
 	t.Helper()
 	var c *plugin.Client
 	var err error
-	if mode == "in-process" {
+	switch mode {
+	case "in-process":
 		c, err = h.InProcess(plugin.Bundled[name]())
-	} else {
+	case "subprocess", "subprocess-grpc":
 		spec.Bundled = name
+		if mode == "subprocess-grpc" {
+			spec.Env = append(spec.Env, "SSLRUN_TEST_SERVE_PROTOCOL=2")
+		}
 		c, err = h.Launch(context.Background(), spec)
+	default:
+		t.Fatalf("unknown mode %q", mode)
 	}
 	if err != nil {
 		t.Fatalf("launch %s: %v", name, err)
+	}
+	if mode == "subprocess-grpc" && c.Info().Protocol != 2 {
+		t.Fatalf("%s: the plugin speaks protocol %d, want 2", mode, c.Info().Protocol)
+	}
+	// Protocol 3 plugins get the call channel, older ones gRPC only.
+	if want := mode != "in-process" && c.Info().Protocol >= 3; c.CallChannelForTest() != want {
+		t.Fatalf("%s: call channel in use = %v, want %v", mode, !want, want)
 	}
 	if spec.CallTimeout != 0 {
 		c.SetCallTimeout(spec.CallTimeout)
@@ -142,7 +159,7 @@ func near(a, b float64) bool { return math.Abs(a-b) <= 1e-5*(1+math.Abs(b)) }
 
 func TestLossContract(t *testing.T) {
 	ctx := context.Background()
-	for _, mode := range modes {
+	for _, mode := range transports {
 		t.Run(mode, func(t *testing.T) {
 			h, logs := newHost(t, 0)
 			c := launch(t, h, "quad", mode, plugin.LaunchSpec{})
@@ -434,7 +451,7 @@ func TestFailures(t *testing.T) {
 		{"write-input", plugin.ErrPanic, "write to a read-only input tensor", true, false},
 	}
 	ctx := context.Background()
-	for _, mode := range modes {
+	for _, mode := range transports {
 		for _, tc := range tests {
 			if mode == "in-process" && !tc.inproc {
 				continue
@@ -467,7 +484,7 @@ func TestFailures(t *testing.T) {
 				if tc.fatal != (err != nil) {
 					t.Errorf("call after failure: err = %v, fatal = %v", err, tc.fatal)
 				}
-				if tc.fatal && mode == "subprocess" {
+				if tc.fatal && mode != "in-process" {
 					waitFor(t, func() bool { return !alive(c.Pid()) }, "pid %d to go", c.Pid())
 				}
 			})
@@ -987,6 +1004,30 @@ func TestForwardedOutputs(t *testing.T) {
 					t.Fatalf("step %d: nothing copied although the callees cannot map forwarded segments", step)
 				}
 			}
+		})
+	}
+}
+
+// TestCallCancelled checks that cancelling the host's context ends a call
+// the plugin does not answer, on both transports, names the cause, and
+// leaves no process behind.
+func TestCallCancelled(t *testing.T) {
+	for _, mode := range []string{"subprocess", "subprocess-grpc"} {
+		t.Run(mode, func(t *testing.T) {
+			h, _ := newHost(t, 0)
+			c := launch(t, h, "quad", mode, plugin.LaunchSpec{CallTimeout: 30 * time.Second})
+			configure(t, c, "fail = \"hang\"\nfail_step = 1")
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			_, err := c.Loss().Compute(ctx, quadInputs(h, 1))
+			if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cancelled by the host") {
+				t.Fatalf("err = %v, want the host's cancellation", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("the call ended %v after the cancellation", d)
+			}
+			waitFor(t, func() bool { return !alive(c.Pid()) }, "pid %d to go", c.Pid())
 		})
 	}
 }

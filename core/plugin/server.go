@@ -188,6 +188,15 @@ func serve(p Plugin) error {
 	if _, err := parallel.QuietMonitor(); err != nil {
 		log.Warn().Err(err).Msg("plugin runtime monitor keeps its priority")
 	}
+	if serveProtocol >= 3 {
+		req, ans, err := openCalls()
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", p.Name, err)
+		}
+		if req != nil {
+			go s.serveCalls(req, ans)
+		}
+	}
 	if dir := os.Getenv(EnvCPUProfile); dir != "" {
 		stop, err := startCPUProfile(dir, p.Name)
 		if err != nil {

@@ -30,8 +30,10 @@ import (
 // Version 2 added the optimizer step riding on Encoder.Backward
 // (CallRequest.optim); a version 1 plugin would ignore that field and
 // silently skip the step, so hosts still accept version 1 and send it the
-// step as an Encoder.Step call of its own.
-const ProtocolVersion = 2
+// step as an Encoder.Step call of its own. Version 3 added the call channel
+// (EnvCallFD): a socketpair for the per-step calls beside gRPC; hosts send
+// older plugins those calls over gRPC.
+const ProtocolVersion = 3
 
 // Kind is a role a plugin can play.
 type Kind string

@@ -1,4 +1,7 @@
-// Protocol 2 of sslrun's plugin RPC (see docs/plugin-protocol.md).
+// Protocol 3 of sslrun's plugin RPC (see docs/plugin-protocol.md). The per-step
+// calls (Forward, Backward, Compute, Observe, Evaluate, Embed) of a plugin the
+// host started travel as these same messages over its call channel instead
+// of gRPC when both sides speak protocol 3.
 //
 // Messages carry only references into shared-memory segments and scalars:
 // tensor data never crosses gRPC. Everything kind-specific is a named tensor

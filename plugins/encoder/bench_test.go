@@ -113,7 +113,8 @@ func BenchmarkW1Step(b *testing.B) {
 // ...), so that all see the same machine load, and reports the median of
 // each and the overheads over A in percent: of the medians, and the median
 // of the per-triple differences, which is less sensitive to the load
-// changing between triples.
+// changing between triples. Each timed step follows an untimed step of its
+// own way, as in a run (see BenchmarkEngineStepInterleaved in core/runner).
 func BenchmarkW1StepInterleaved(b *testing.B) {
 	ctx := context.Background()
 	x1, x2 := w1Views()
@@ -136,19 +137,29 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 	var ca, cb, cc time.Duration  // CPU time of A, B, and of C in all three processes
 	pids := []int{pc.enc.Pid(), pc.loss.Pid()}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c0, t0 := testenv.ProcessCPU(), time.Now()
+	runA := func() {
 		if _, err := s.Run(x1, x2, w1LR, 0); err != nil {
 			b.Fatal(err)
 		}
+	}
+	run := func(p *pipe, step int64) {
+		if _, err := p.step(ctx, step, x1, x2, w1LR, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		step := int64(2*i + 3)
+		runA()
+		c0, t0 := testenv.ProcessCPU(), time.Now()
+		runA()
 		t1, c1 := time.Now(), testenv.ProcessCPU()
-		if _, err := pb.step(ctx, int64(i+3), x1, x2, w1LR, 0); err != nil {
-			b.Fatal(err)
-		}
+		run(pb, step)
+		c1b, t1b := testenv.ProcessCPU(), time.Now()
+		run(pb, step+1)
+		t2b, c2b := time.Now(), testenv.ProcessCPU()
+		run(pc, step)
 		c2, k2, t2 := testenv.ProcessCPU(), testenv.ProcessesCPU(pids), time.Now()
-		if _, err := pc.step(ctx, int64(i+3), x1, x2, w1LR, 0); err != nil {
-			b.Fatal(err)
-		}
+		run(pc, step+1)
 		t3, k3, c3 := time.Now(), testenv.ProcessesCPU(pids), testenv.ProcessCPU()
 		var sum time.Duration
 		for j := range calls {
@@ -159,9 +170,9 @@ func BenchmarkW1StepInterleaved(b *testing.B) {
 			sum += d
 		}
 		tt = append(tt, float64(sum)/1e6)
-		cb += c2 - c1
+		cb += c2b - c1b
 		ta = append(ta, float64(t1.Sub(t0))/1e6)
-		tb = append(tb, float64(t2.Sub(t1))/1e6)
+		tb = append(tb, float64(t2b.Sub(t1b))/1e6)
 		tc = append(tc, float64(t3.Sub(t2))/1e6)
 		ca += c1 - c0
 		cc += c3 - c2 + k3 - k2

@@ -5,9 +5,11 @@
 //
 // Tensor data never crosses gRPC. The host owns a shared-memory arena
 // (package shm) that every plugin maps read-only; each plugin owns an output
-// arena that the host maps. RPC messages carry only Refs (segment, offset,
-// shape, dtype) and scalars, one RPC per plugin per step. See
-// docs/plugin-protocol.md for the wire protocol.
+// arena that the host maps. Messages carry only Refs (segment, offset,
+// shape, dtype) and scalars, one call per plugin per step; the per-step
+// calls of a plugin the host started travel over a call channel (two
+// socketpairs, calls.go) rather than gRPC, which costs a third as much.
+// See docs/plugin-protocol.md for the wire protocol.
 //
 // Authoring a plugin is a one-file main:
 //

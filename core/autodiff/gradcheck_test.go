@@ -6,16 +6,12 @@ import (
 	"testing"
 
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 )
 
-// randT returns a tensor of standard normal values from a seeded generator.
-func randT(rng *rand.Rand, shape ...int) *tensor.T {
-	t := tensor.New(shape...)
-	for i := range t.Data {
-		t.Data[i] = float32(rng.NormFloat64())
-	}
-	return t
-}
+// randT returns a tensor of standard normal values from a seeded generator;
+// short, as the case table below calls it a hundred times.
+var randT = tensortest.Randn
 
 // randAway returns normal values pushed at least margin away from 0, for
 // ops with a kink at 0 (ReLU) or a domain starting there (Log, Sqrt with abs).

@@ -8,7 +8,7 @@ import (
 	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/nn"
 	"github.com/sslrun/sslrun/core/optim"
-	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/internal/testenv"
 )
 
@@ -25,14 +25,6 @@ func byolLoss(tp *autodiff.Tape, o *Outputs) (*autodiff.Var, error) {
 	a := tp.Mean(tp.CosineSimilarity(o.P1, tp.Detach(o.T2)))
 	b := tp.Mean(tp.CosineSimilarity(o.P2, tp.Detach(o.T1)))
 	return tp.AddScalar(tp.Scale(tp.Add(a, b), -2), 4), nil
-}
-
-func randInput(rng *rand.Rand, shape ...int) *tensor.T {
-	t := tensor.New(shape...)
-	for i := range t.Data {
-		t.Data[i] = float32(rng.NormFloat64())
-	}
-	return t
 }
 
 func newStep(tb testing.TB, workload string, loss LossFunc, ema bool, spec *nn.ModelSpec) *Step {
@@ -76,7 +68,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := newStep(t, "mlp-mnist", c.loss, c.ema, smallSpec())
 			rng := rand.New(rand.NewPCG(3, 4))
-			x1, x2 := randInput(rng, 32, 12), randInput(rng, 32, 12)
+			x1, x2 := tensortest.Randn(rng, 32, 12), tensortest.Randn(rng, 32, 12)
 			run := func() {
 				if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
 					t.Fatal(err)
@@ -96,7 +88,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 func TestStepLearnsAndRejectsNaN(t *testing.T) {
 	st := newStep(t, "mlp-mnist", cosineLoss, false, smallSpec())
 	rng := rand.New(rand.NewPCG(5, 6))
-	x1, x2 := randInput(rng, 32, 12), randInput(rng, 32, 12)
+	x1, x2 := tensortest.Randn(rng, 32, 12), tensortest.Randn(rng, 32, 12)
 	first, err := st.Run(x1, x2, 0.05, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +141,7 @@ func BenchmarkStep(b *testing.B) {
 			st := newStep(b, c.workload, c.loss, c.ema, nil)
 			rng := rand.New(rand.NewPCG(7, 8))
 			shape := append([]int{c.batch}, c.in...)
-			x1, x2 := randInput(rng, shape...), randInput(rng, shape...)
+			x1, x2 := tensortest.Randn(rng, shape...), tensortest.Randn(rng, shape...)
 			for i := 0; i < 2; i++ {
 				if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
 					b.Fatal(err)
@@ -174,16 +166,16 @@ func BenchmarkStep(b *testing.B) {
 func TestStepRejectsBadBatchesAndLosses(t *testing.T) {
 	st := newStep(t, "mlp-mnist", cosineLoss, false, smallSpec())
 	rng := rand.New(rand.NewPCG(9, 10))
-	if _, err := st.Run(randInput(rng, 1, 12), randInput(rng, 1, 12), 0.05, 0); err == nil {
+	if _, err := st.Run(tensortest.Randn(rng, 1, 12), tensortest.Randn(rng, 1, 12), 0.05, 0); err == nil {
 		t.Error("a batch of one was accepted (BatchNorm cannot train on it)")
 	}
-	if _, err := st.Run(randInput(rng, 4, 12), randInput(rng, 3, 12), 0.05, 0); err == nil {
+	if _, err := st.Run(tensortest.Randn(rng, 4, 12), tensortest.Randn(rng, 3, 12), 0.05, 0); err == nil {
 		t.Error("views of different batch sizes were accepted")
 	}
 	vector := newStep(t, "mlp-mnist", func(tp *autodiff.Tape, o *Outputs) (*autodiff.Var, error) {
 		return tp.CosineSimilarity(o.P1, o.Z2), nil
 	}, false, smallSpec())
-	if _, err := vector.Run(randInput(rng, 4, 12), randInput(rng, 4, 12), 0.05, 0); err == nil {
+	if _, err := vector.Run(tensortest.Randn(rng, 4, 12), tensortest.Randn(rng, 4, 12), 0.05, 0); err == nil {
 		t.Error("a loss of several values was accepted")
 	}
 }
@@ -211,7 +203,7 @@ func testStepReuseGrads(t *testing.T, b nn.BackboneSpec) {
 		st := newStep(t, "convnet-cifar", byolLoss, true, spec)
 		st.Tape.SetReuseGrads(reuse)
 		rng := rand.New(rand.NewPCG(11, 12))
-		x1, x2 := randInput(rng, 6, 3, 8, 8), randInput(rng, 6, 3, 8, 8)
+		x1, x2 := tensortest.Randn(rng, 6, 3, 8, 8), tensortest.Randn(rng, 6, 3, 8, 8)
 		for i := 0; i < 3; i++ {
 			if _, err := st.Run(x1, x2, 0.05, 0.99); err != nil {
 				t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sslrun/sslrun/core/parallel"
+	"github.com/sslrun/sslrun/internal/tensortest"
 )
 
 // Benchmarks at the analyzer's working sizes: N=512 rows, d=512 (d x d
@@ -25,7 +26,7 @@ func BenchmarkEmbeddings(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			defer parallel.SetThreads(parallel.SetThreads(c.threads))
-			x := randn(rand.New(rand.NewPCG(1, 1)), c.n, c.d)
+			x := tensortest.Randn(rand.New(rand.NewPCG(1, 1)), c.n, c.d)
 			an := New()
 			opts := Options{SkipSpectrum: c.skip}
 			b.ReportAllocs()
@@ -40,7 +41,7 @@ func BenchmarkEmbeddings(b *testing.B) {
 
 func BenchmarkGradient(b *testing.B) {
 	rng := rand.New(rand.NewPCG(2, 2))
-	z, g := randn(rng, 512, 2048), randn(rng, 512, 2048)
+	z, g := tensortest.Randn(rng, 512, 2048), tensortest.Randn(rng, 512, 2048)
 	an := New()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -52,7 +53,7 @@ func BenchmarkGradient(b *testing.B) {
 
 func BenchmarkExtraGradient(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 3))
-	z, p := randn(rng, 512, 2048), randn(rng, 512, 2048)
+	z, p := tensortest.Randn(rng, 512, 2048), tensortest.Randn(rng, 512, 2048)
 	an := New()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 )
 
 // features returns [n, d] post-ReLU features such as a randomly
@@ -18,7 +19,7 @@ import (
 // non-negative with a large mean in every channel (m_o about 0.95, as
 // measured on a ConvNet's Fashion-MNIST features at step 0).
 func features(rng *rand.Rand, n, d int) *tensor.T {
-	x := randn(rng, n, d)
+	x := tensortest.Randn(rng, n, d)
 	for i, v := range x.Data {
 		x.Data[i] = max(v+3, 0)
 	}
@@ -82,7 +83,7 @@ func TestCollapseVerdictOnZ(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n, d = 256, 32
-	healthy, collapsed := randn(rng, n, d), pointCloud(rng, n, d)
+	healthy, collapsed := tensortest.Randn(rng, n, d), pointCloud(rng, n, d)
 	feature := features(rng, n, 128)
 	observe := func(tensors []string, z, p *tensor.T) (bool, string) {
 		t.Helper()

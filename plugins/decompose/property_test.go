@@ -7,16 +7,8 @@ import (
 	"testing"
 
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 )
-
-// randn returns an [n, d] tensor of standard normal values.
-func randn(rng *rand.Rand, n, d int) *tensor.T {
-	x := tensor.New(n, d)
-	for i := range x.Data {
-		x.Data[i] = float32(rng.NormFloat64())
-	}
-	return x
-}
 
 func metricMap(ms []Metric) map[string]float64 {
 	out := map[string]float64{}
@@ -31,7 +23,7 @@ func metricMap(ms []Metric) map[string]float64 {
 func TestRandomDirections(t *testing.T) {
 	for _, c := range []struct{ n, d int }{{512, 64}, {64, 256}} {
 		rng := rand.New(rand.NewPCG(1, uint64(c.n)))
-		st, err := Embeddings(randn(rng, c.n, c.d), Options{})
+		st, err := Embeddings(tensortest.Randn(rng, c.n, c.d), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +72,7 @@ func TestIdenticalRows(t *testing.T) {
 func TestLowRank(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 2))
 	n, d := 128, 32
-	a, b := randn(rng, n, 3), randn(rng, 3, d)
+	a, b := tensortest.Randn(rng, n, 3), tensortest.Randn(rng, 3, d)
 	x := tensor.New(n, d)
 	for m := range n {
 		for j := range d {
@@ -111,7 +103,7 @@ func TestLowRank(t *testing.T) {
 // TestScaleInvariant: the metrics are of the normalized rows.
 func TestScaleInvariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
-	x := randn(rng, 20, 12)
+	x := tensortest.Randn(rng, 20, 12)
 	y := x.Clone()
 	for m := range 20 {
 		s := float32(0.01 + 10*rng.Float64())
@@ -134,7 +126,7 @@ func TestScaleInvariant(t *testing.T) {
 func TestGradientAlongCenter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	n, d := 16, 8
-	z := randn(rng, n, d)
+	z := tensortest.Randn(rng, n, d)
 	for i := range z.Data { // give the batch a clear centre
 		z.Data[i] += float32(i%d) * 0.3
 	}
@@ -188,7 +180,7 @@ func TestGradientAlongCenter(t *testing.T) {
 // centre share splits into de-centering and collapse.
 func TestGradientSharesSum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
-	z, g := randn(rng, 40, 24), randn(rng, 40, 24)
+	z, g := tensortest.Randn(rng, 40, 24), tensortest.Randn(rng, 40, 24)
 	for _, opts := range []Options{{}, {GradNormalized: true}, {GradNormalized: true, GradTangential: true}} {
 		gs, err := Gradient(z, g, opts)
 		if err != nil {
@@ -205,7 +197,7 @@ func TestGradientSharesSum(t *testing.T) {
 func TestRawGradientIsTangential(t *testing.T) {
 	rng := rand.New(rand.NewPCG(6, 6))
 	n, d := 12, 10
-	z, gZ := randn(rng, n, d), randn(rng, n, d)
+	z, gZ := tensortest.Randn(rng, n, d), tensortest.Randn(rng, n, d)
 	gz := tensor.New(n, d)
 	for m := range n {
 		row, gr := z.Data[m*d:(m+1)*d], gZ.Data[m*d:(m+1)*d]
@@ -233,7 +225,7 @@ func TestRawGradientIsTangential(t *testing.T) {
 
 func TestExtraGradient(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	z1, z2, p1, p2 := randn(rng, 20, 6), randn(rng, 20, 6), randn(rng, 20, 6), randn(rng, 20, 6)
+	z1, z2, p1, p2 := tensortest.Randn(rng, 20, 6), tensortest.Randn(rng, 20, 6), tensortest.Randn(rng, 20, 6), tensortest.Randn(rng, 20, 6)
 	// P_b = Z_b: no extra gradient.
 	st, err := ExtraGradient(z2, z2, Options{})
 	if err != nil {
@@ -265,7 +257,7 @@ func TestExtraGradient(t *testing.T) {
 // TestAnalyzerReuse: scratch buffers carry nothing over between shapes.
 func TestAnalyzerReuse(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
-	big, small := randn(rng, 64, 48), randn(rng, 10, 7)
+	big, small := tensortest.Randn(rng, 64, 48), tensortest.Randn(rng, 10, 7)
 	an := New()
 	if _, err := an.Embeddings(big, Options{}); err != nil {
 		t.Fatal(err)
@@ -285,7 +277,7 @@ func TestAnalyzerReuse(t *testing.T) {
 
 func TestMetricRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	x := randn(rng, 30, 8)
+	x := tensortest.Randn(rng, 30, 8)
 	st, _ := Embeddings(x, Options{Tensor: "p", Scope: "eval", Batch: 256})
 	gs, _ := Gradient(x, x, Options{})
 	es, _ := ExtraGradient(x, x, Options{})

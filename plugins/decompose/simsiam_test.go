@@ -7,6 +7,7 @@ import (
 
 	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/plugins/simsiam"
 )
 
@@ -61,9 +62,9 @@ func unitRows(x *tensor.T) [][]float64 {
 func TestSimSiamExtraGradient(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 10))
 	n, d := 16, 8
-	z1, z2 := randn(rng, n, d), randn(rng, n, d)
+	z1, z2 := tensortest.Randn(rng, n, d), tensortest.Randn(rng, n, d)
 	p1, p2 := tensor.New(n, d), tensor.New(n, d)
-	shift := randn(rng, 1, d)
+	shift := tensortest.Randn(rng, 1, d)
 	for i := range p1.Data { // predictions near the projections, with a common offset
 		p1.Data[i] = z1.Data[i] + 0.5*float32(rng.NormFloat64()) + shift.Data[i%d]
 		p2.Data[i] = z2.Data[i] + 0.5*float32(rng.NormFloat64()) + shift.Data[i%d]

@@ -12,6 +12,7 @@ import (
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
 	"github.com/sslrun/sslrun/core/train"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/internal/testenv"
 	"github.com/sslrun/sslrun/plugins/simsiam"
 )
@@ -76,7 +77,7 @@ func w1Plugins(b *testing.B, mode string, timed bool) *pipe {
 
 func w1Views() (*tensor.T, *tensor.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	return randn(rng, w1Batch, 784), randn(rng, w1Batch, 784)
+	return tensortest.Randn(rng, w1Batch, 784), tensortest.Randn(rng, w1Batch, 784)
 }
 
 // BenchmarkW1Step times each way on its own (allocations included).

@@ -18,6 +18,7 @@ import (
 	"github.com/sslrun/sslrun/core/plugin/lossdk"
 	"github.com/sslrun/sslrun/core/tensor"
 	"github.com/sslrun/sslrun/core/train"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/plugins/encoder"
 	"github.com/sslrun/sslrun/plugins/simsiam"
 )
@@ -272,14 +273,6 @@ func (p *pipe) step(ctx context.Context, step int64, x1, x2 *tensor.T, lr, tau f
 	return res.Loss, nil
 }
 
-func randn(rng *rand.Rand, shape ...int) *tensor.T {
-	t := tensor.New(shape...)
-	for i := range t.Data {
-		t.Data[i] = float32(rng.NormFloat64())
-	}
-	return t
-}
-
 // reference is the same training in process with core/train.Step.
 func reference(t *testing.T, spec plugin.EncoderSpec, loss train.LossFunc) *train.Step {
 	t.Helper()
@@ -335,7 +328,7 @@ func TestTrainsLikeCoreTrain(t *testing.T) {
 				rng := rand.New(rand.NewPCG(11, 12))
 				exact := true
 				for step := int64(0); step < 4; step++ {
-					x1, x2 := randn(rng, 16, 20), randn(rng, 16, 20)
+					x1, x2 := tensortest.Randn(rng, 16, 20), tensortest.Randn(rng, 16, 20)
 					want, err := ref.Run(x1, x2, 0.05, 0.9)
 					if err != nil {
 						t.Fatal(err)
@@ -352,7 +345,7 @@ func TestTrainsLikeCoreTrain(t *testing.T) {
 					}
 				}
 				t.Logf("losses bit-identical to core/train: %v", exact)
-				x := randn(rng, 8, 20)
+				x := tensortest.Randn(rng, 8, 20)
 				hx, _ := h.NewTensor(8, 20)
 				copy(hx.Data, x.Data)
 				emb, err := enc.Encoder().Embed(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x": hx}})
@@ -391,7 +384,7 @@ func TestSaveLoad(t *testing.T) {
 			p := newPipe(h, enc, launch(t, h, "ema-cos", mode), []string{"p1", "p2", "t1", "t2"})
 			rng := rand.New(rand.NewPCG(5, 6))
 			for step := int64(0); step < 2; step++ {
-				if _, err := p.step(ctx, step, randn(rng, 16, 20), randn(rng, 16, 20), 0.1, 0.9); err != nil {
+				if _, err := p.step(ctx, step, tensortest.Randn(rng, 16, 20), tensortest.Randn(rng, 16, 20), 0.1, 0.9); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -411,7 +404,7 @@ func TestSaveLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := newPipe(h, fresh, launch(t, h, "ema-cos", "in-process"), p.inputs)
-			x1, x2 := randn(rng, 16, 20), randn(rng, 16, 20)
+			x1, x2 := tensortest.Randn(rng, 16, 20), tensortest.Randn(rng, 16, 20)
 			for step := int64(2); step < 4; step++ {
 				want, err := p.step(ctx, step, x1, x2, 0.1, 0.9)
 				if err != nil {
@@ -449,7 +442,7 @@ func TestErrors(t *testing.T) {
 	if _, err := e.Backward(ctx, plugin.Input{}); err == nil || !strings.Contains(err.Error(), "without a Forward") {
 		t.Fatalf("err = %v", err)
 	}
-	x := randn(rand.New(rand.NewPCG(1, 1)), 4, 20)
+	x := tensortest.Randn(rand.New(rand.NewPCG(1, 1)), 4, 20)
 	if _, err := e.Forward(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x1": x, "y": x}}); err == nil || !strings.Contains(err.Error(), `unexpected input "y"`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -482,7 +475,7 @@ func TestGroupLR(t *testing.T) {
 	for _, p := range e.Model().Params() {
 		before[p.Name] = append([]float32(nil), p.Var.Value.Data...)
 	}
-	out, err := e.Forward(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x1": randn(rng, 16, 20), "x2": randn(rng, 16, 20)}})
+	out, err := e.Forward(ctx, plugin.Input{Tensors: map[string]*tensor.T{"x1": tensortest.Randn(rng, 16, 20), "x2": tensortest.Randn(rng, 16, 20)}})
 	if err != nil {
 		t.Fatal(err)
 	}

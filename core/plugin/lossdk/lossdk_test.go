@@ -17,6 +17,7 @@ import (
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/plugin/lossdk"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/plugins/simsiam"
 )
 
@@ -57,14 +58,6 @@ func TestMain(m *testing.M) {
 	}
 	plugin.ServeIfBundled()
 	os.Exit(m.Run())
-}
-
-func randn(rng *rand.Rand, shape ...int) *tensor.T {
-	t := tensor.New(shape...)
-	for i := range t.Data {
-		t.Data[i] = float32(rng.NormFloat64())
-	}
-	return t
 }
 
 // direct is the reference: plugins/simsiam.Loss on a fresh tape with leaves.
@@ -153,7 +146,7 @@ func TestSimSiamMatchesDirect(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						x.CopyFrom(randn(rng, 64, 32))
+						x.CopyFrom(tensortest.Randn(rng, 64, 32))
 						in[n] = x
 					}
 					wantLoss, wantGrads := direct(t, in, opts)
@@ -223,7 +216,7 @@ func TestErrors(t *testing.T) {
 // the others are unchanged.
 func TestNoGrad(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	in := map[string]*tensor.T{"z1": randn(rng, 8, 4), "z2": randn(rng, 8, 4), "p1": randn(rng, 8, 4), "p2": randn(rng, 8, 4)}
+	in := map[string]*tensor.T{"z1": tensortest.Randn(rng, 8, 4), "z2": tensortest.Randn(rng, 8, 4), "p1": tensortest.Randn(rng, 8, 4), "p2": tensortest.Randn(rng, 8, 4)}
 	wantLoss, want := direct(t, in, simsiam.Default())
 	f := simsiamFunc()
 	f.NoGrad = []string{"z1", "z2"}
@@ -248,7 +241,7 @@ func BenchmarkCompute(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	in := map[string]*tensor.T{}
 	for _, n := range []string{"z1", "z2", "p1", "p2"} {
-		in[n] = randn(rng, 512, 512)
+		in[n] = tensortest.Randn(rng, 512, 512)
 	}
 	f := simsiamFunc()
 	f.Forward = func(tp *autodiff.Tape, in map[string]*autodiff.Var, _ plugin.Step) (*autodiff.Var, map[string]float64, error) {
@@ -291,7 +284,7 @@ func BenchmarkComputeHost(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				x.CopyFrom(randn(rng, 512, 512))
+				x.CopyFrom(tensortest.Randn(rng, 512, 512))
 				in[n] = x
 			}
 			ctx := context.Background()

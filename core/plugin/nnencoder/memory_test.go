@@ -12,6 +12,7 @@ import (
 	"github.com/sslrun/sslrun/core/parallel"
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 	"github.com/sslrun/sslrun/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func TestW2BYOLMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	in := map[string]*tensor.T{"x1": randn(rng, 256, 3, 32, 32), "x2": randn(rng, 256, 3, 32, 32)}
+	in := map[string]*tensor.T{"x1": tensortest.Randn(rng, 256, 3, 32, 32), "x2": tensortest.Randn(rng, 256, 3, 32, 32)}
 	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	mb := func() float64 {
 		metrics.Read(heap)
@@ -61,7 +62,7 @@ func TestW2BYOLMemory(t *testing.T) {
 		report(step, "forward")
 		for _, n := range []string{"z1", "z2", "p1", "p2"} {
 			if grads[n] == nil {
-				grads[n] = randn(rng, out.Tensors[n].Shape...)
+				grads[n] = tensortest.Randn(rng, out.Tensors[n].Shape...)
 			}
 		}
 		if _, err := e.Backward(ctx, plugin.Input{Tensors: grads}); err != nil {

@@ -9,15 +9,8 @@ import (
 	"github.com/sslrun/sslrun/core/autodiff"
 	"github.com/sslrun/sslrun/core/plugin"
 	"github.com/sslrun/sslrun/core/tensor"
+	"github.com/sslrun/sslrun/internal/tensortest"
 )
-
-func randn(rng *rand.Rand, shape ...int) *tensor.T {
-	t := tensor.New(shape...)
-	for i := range t.Data {
-		t.Data[i] = float32(rng.NormFloat64())
-	}
-	return t
-}
 
 func sameBits(t *testing.T, what string, got, want *tensor.T) {
 	t.Helper()
@@ -48,7 +41,7 @@ func TestForwardEMATarget(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	for step := 0; step < 3; step++ {
-		in := map[string]*tensor.T{"x1": randn(rng, 6, 3, 8, 8), "x2": randn(rng, 6, 3, 8, 8)}
+		in := map[string]*tensor.T{"x1": tensortest.Randn(rng, 6, 3, 8, 8), "x2": tensortest.Randn(rng, 6, 3, 8, 8)}
 		online, target := e.model.Clone(), e.target.Clone()
 		want := map[string]*tensor.T{}
 		for _, k := range []string{"1", "2"} {
@@ -71,7 +64,7 @@ func TestForwardEMATarget(t *testing.T) {
 		}
 		grads := map[string]*tensor.T{}
 		for _, n := range []string{"z1", "z2", "p1", "p2"} {
-			grads[n] = randn(rng, out.Tensors[n].Shape...)
+			grads[n] = tensortest.Randn(rng, out.Tensors[n].Shape...)
 		}
 		if _, err := e.Backward(ctx, plugin.Input{Tensors: grads}); err != nil {
 			t.Fatal(err)

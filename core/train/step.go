@@ -151,25 +151,15 @@ func (s *Step) Run(x1, x2 *tensor.T, lr, tau float64) (float32, error) {
 	o := &s.out
 	o.T1, o.T2 = nil, nil
 	if s.Target != nil {
-		// The target's activations are not needed after its forward
-		// pass: it runs first, without gradient, one view at a time on
-		// the step's tape, whose arena hands out buffers in request
-		// order, so that it reuses the buffers the online pass then
-		// fills (the target is a prefix of the online network); only
-		// its projections are kept, in buffers of the Step's own. On
-		// the tape after the online pass, both views' activations would
-		// be held until the step ends (W2 BYOL: ~480 MB). The target and
-		// the online network share no state: the order changes no value.
-		prev := tp.SetGrad(false)
+		// The target first, on the step's tape (see nn.Model.Project);
+		// its projections are kept in buffers of the Step's own.
 		for i, x := range [2]*tensor.T{x1, x2} {
-			tp.Reset()
-			t := s.Target.Projector.Forward(tp, s.Target.Backbone.Forward(tp, tp.Input(x))).Value
+			t := s.Target.Project(tp, x)
 			if s.tout[i] == nil || !tensor.EqualShapes(s.tout[i].Shape, t.Shape) {
 				s.tout[i] = tensor.New(t.Shape...)
 			}
 			copy(s.tout[i].Data, t.Data)
 		}
-		tp.SetGrad(prev)
 	}
 	tp.Reset()
 	s.Opt.ZeroGrad()

@@ -449,22 +449,12 @@ func (e *Encoder) Forward(ctx context.Context, in plugin.Input) (plugin.Output, 
 	clear(e.outs)
 	clear(e.result)
 	if e.target != nil {
-		// The target's activations are not needed after its forward
-		// pass, so it runs first, without gradient, on the step's own
-		// tape, one view at a time, and only its outputs are kept: the
-		// tape's arena hands out buffers in request order and the
-		// target is a prefix of the online network (backbone,
-		// projector), so its pass reuses the buffers the online pass
-		// then fills, and the target costs no memory of its own (W2
-		// BYOL: ~130 MB less than two tapes of its own, ~480 MB less
-		// than keeping it on the step's tape). The target and the
-		// online network share no state, so the order changes no value.
-		tp.SetGrad(false)
+		// The target first, on the step's tape (see nn.Model.Project);
+		// its projections are copied out to the output arena.
 		for _, k := range views {
-			tp.Reset()
-			v := e.target.Projector.Forward(tp, e.target.Backbone.Forward(tp, tp.Input(in.Tensors["x"+k])))
-			t := plugin.NewTensor(ctx, v.Shape()...)
-			copy(t.Data, v.Value.Data)
+			v := e.target.Project(tp, in.Tensors["x"+k])
+			t := plugin.NewTensor(ctx, v.Shape...)
+			copy(t.Data, v.Data)
 			e.result["t"+k] = t
 		}
 	}
